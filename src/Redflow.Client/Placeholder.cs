@@ -1,0 +1,1 @@
+namespace Redflow; internal static class Placeholder {}

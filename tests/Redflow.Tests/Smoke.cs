@@ -1,0 +1,1 @@
+namespace Redflow.Tests; public class Smoke { [Xunit.Fact] public void Works() {} }
