@@ -1,1 +1,0 @@
-namespace Redflow; internal static class Placeholder2 {}

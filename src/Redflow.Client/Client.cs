@@ -1,0 +1,295 @@
+using System.Collections.Concurrent;
+using System.Text.Json;
+using Redflow.Protocol;
+using StackExchange.Redis;
+
+namespace Redflow;
+
+/// <summary>Settings of a <see cref="RedflowClient"/>.</summary>
+public sealed record RedflowClientOptions
+{
+    /// <summary><c>redis://[user:password@]host[:port][/db]</c>, <c>rediss://</c> for TLS, or a StackExchange.Redis configuration string.</summary>
+    public string Url { get; init; } = "redis://localhost:6379";
+
+    /// <summary>The key prefix: every key is under <c>{Prefix}:</c>. Default <c>"redflow"</c>.</summary>
+    public string Prefix { get; init; } = "redflow";
+
+    /// <summary>How long an idempotency key is kept after its run finished. Default 24 h.</summary>
+    public TimeSpan IdempotencyWindow { get; init; } = TimeSpan.FromHours(24);
+
+    /// <summary>Inputs larger than this (as UTF-8 JSON) are rejected at emit. Default 512 KiB.</summary>
+    public int MaxPayloadBytes { get; init; } = 512 * 1024;
+}
+
+/// <summary>Emits runs and inspects them.</summary>
+public interface IRedflowClient : IAsyncDisposable
+{
+    /// <summary>Emits a run of <paramref name="workflow"/>; when this returns the run is in Redis.</summary>
+    Task<RunHandle> EmitWorkflowAsync(string workflow, object? input, EmitOptions? options = null, CancellationToken cancellationToken = default);
+
+    /// <summary>Emits a run of a known definition, its input checked at compile time and validated before anything is written.</summary>
+    Task<RunHandle<TOutput>> EmitWorkflowAsync<TInput, TOutput>(WorkflowDefinition<TInput, TOutput> workflow, TInput input, EmitOptions? options = null, CancellationToken cancellationToken = default);
+
+    /// <summary>A handle to an existing run (no round trip).</summary>
+    RunHandle GetHandle(string runId);
+
+    /// <summary>The run, or null when there is none with that id.</summary>
+    Task<RunRecord?> GetRunAsync(string runId, CancellationToken cancellationToken = default);
+
+    /// <summary>The run's recorded steps, in the order they first ran.</summary>
+    Task<IReadOnlyList<StepRecord>> GetRunStepsAsync(string runId, CancellationToken cancellationToken = default);
+
+    /// <summary>Runs, newest first, filtered and paged.</summary>
+    Task<IReadOnlyList<RunRecord>> ListRunsAsync(ListRunsParams? parameters = null, CancellationToken cancellationToken = default);
+
+    /// <summary>The registered workflows.</summary>
+    Task<IReadOnlyList<WorkflowMeta>> ListWorkflowsAsync(CancellationToken cancellationToken = default);
+
+    /// <summary>One registered workflow, or null.</summary>
+    Task<WorkflowMeta?> GetWorkflowMetaAsync(string workflow, CancellationToken cancellationToken = default);
+
+    /// <summary>Engine-wide counts.</summary>
+    Task<RedflowStats> GetStatsAsync(CancellationToken cancellationToken = default);
+
+    /// <summary>Cancels a run: true when the cancel was recorded, false for an unknown or finished run.</summary>
+    Task<bool> CancelRunAsync(string runId, string? reason = null, CancellationToken cancellationToken = default);
+
+    /// <summary>A new run of a run's workflow with the same input; its record points at the original.</summary>
+    Task<RunHandle> RerunAsync(string runId, CancellationToken cancellationToken = default);
+}
+
+/// <summary>Creates clients.</summary>
+public static class RedflowClient
+{
+    /// <summary>A client for <paramref name="url"/> under the default prefix. Connects lazily: never blocks.</summary>
+    public static IRedflowClient Create(string url) => Create(new RedflowClientOptions { Url = url });
+
+    /// <summary>A client with options. Connects lazily: never blocks.</summary>
+    public static IRedflowClient Create(RedflowClientOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        var configuration = RedisConnection.Parse(options.Url);
+        RedisConnection.CheckPrefix(options.Prefix);
+        if (options.IdempotencyWindow <= TimeSpan.Zero)
+            throw new ArgumentOutOfRangeException(nameof(options), options.IdempotencyWindow, "IdempotencyWindow must be positive.");
+        if (options.MaxPayloadBytes <= 0)
+            throw new ArgumentOutOfRangeException(nameof(options), options.MaxPayloadBytes, "MaxPayloadBytes must be positive.");
+        return new RedisRedflowClient(options, new RedisHandle(configuration), ownsConnection: true);
+    }
+}
+
+/// <summary>One lazily connected multiplexer, shared by the client and the worker of a process.</summary>
+internal sealed class RedisHandle(ConfigurationOptions configuration) : IAsyncDisposable
+{
+    private readonly Lazy<Task<ConnectionMultiplexer>> _connection =
+        new(() => ConnectionMultiplexer.ConnectAsync(configuration), LazyThreadSafetyMode.ExecutionAndPublication);
+
+    public ConfigurationOptions Configuration { get; } = configuration;
+
+    public Task<ConnectionMultiplexer> GetAsync() => _connection.Value;
+
+    public async ValueTask DisposeAsync()
+    {
+        if (_connection.IsValueCreated)
+        {
+            try { await (await _connection.Value.ConfigureAwait(false)).DisposeAsync().ConfigureAwait(false); }
+            catch (RedisConnectionException) { }
+        }
+    }
+}
+
+/// <summary>The client over Redis.</summary>
+internal sealed class RedisRedflowClient : IRedflowClient
+{
+    private readonly RedflowClientOptions _options;
+    private readonly RedisHandle _redis;
+    private readonly bool _ownsConnection;
+    private readonly Keys _keys;
+    private readonly Lazy<Task<RedisStore>> _store;
+    private readonly Lazy<Task> _subscription;
+    private readonly ConcurrentDictionary<string, TaskCompletionSource> _waiters = new(StringComparer.Ordinal);
+
+    /// <summary>How often a waiting <c>ResultAsync</c> re-reads the run, in case a completion message was lost.</summary>
+    internal static readonly TimeSpan FallbackPoll = TimeSpan.FromSeconds(2);
+
+    /// <summary>How long a running run's handler has to honour a cancel before the reaper records it canceled.</summary>
+    internal TimeSpan CancelGrace { get; init; } = TimeSpan.FromSeconds(30);
+
+    internal RedisRedflowClient(RedflowClientOptions options, RedisHandle redis, bool ownsConnection)
+    {
+        _options = options;
+        _redis = redis;
+        _ownsConnection = ownsConnection;
+        _keys = new Keys(options.Prefix);
+        _store = new(async () => new RedisStore(await _redis.GetAsync().ConfigureAwait(false), _keys));
+        _subscription = new(SubscribeAsync);
+    }
+
+    internal Task<RedisStore> StoreAsync() => _store.Value;
+
+    // ---- emit ----------------------------------------------------------------------------------------
+
+    public async Task<RunHandle> EmitWorkflowAsync(string workflow, object? input, EmitOptions? options = null, CancellationToken cancellationToken = default)
+    {
+        var id = await EmitAsync(workflow, SerializeInput(workflow, input), options, null, null, null, null, cancellationToken).ConfigureAwait(false);
+        return new RunHandle(this, id);
+    }
+
+    public async Task<RunHandle<TOutput>> EmitWorkflowAsync<TInput, TOutput>(WorkflowDefinition<TInput, TOutput> workflow, TInput input, EmitOptions? options = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(workflow);
+        var json = SerializeInput(workflow.Name, input);
+        workflow.ValidateInput(json);
+        var id = await EmitAsync(workflow.Name, json, options, options?.Queue ?? workflow.Options.Queue, workflow.Options.MaxAttempts, null, null, cancellationToken).ConfigureAwait(false);
+        return new RunHandle<TOutput>(this, id);
+    }
+
+    /// <summary>The one emit path: checks names and sizes, makes the run id, calls the emit script.</summary>
+    internal async Task<string> EmitAsync(string workflow, string inputJson, EmitOptions? options, string? queue, int? maxAttempts,
+        string? parentRunId, string? rerunOf, CancellationToken cancellationToken, string? runId = null)
+    {
+        Names.Check(workflow, "workflow name");
+        if (options?.IdempotencyKey is { } key) Names.Check(key, "idempotency key");
+        queue ??= options?.Queue;
+        if (queue is not null) Names.Check(queue, "queue", allowColon: false);
+        if (options?.Delay is { } delay && delay < TimeSpan.Zero)
+            throw new ArgumentOutOfRangeException(nameof(options), delay, "EmitOptions.Delay must not be negative.");
+        cancellationToken.ThrowIfCancellationRequested();
+        var store = await StoreAsync().ConfigureAwait(false);
+        var (id, _) = await store.EmitAsync(runId ?? RunIds.New(), workflow, inputJson, queue, maxAttempts, options?.RunAt, options?.Delay,
+            options?.IdempotencyKey, _options.IdempotencyWindow, parentRunId, rerunOf).ConfigureAwait(false);
+        return id;
+    }
+
+    internal string SerializeInput(string workflow, object? input)
+    {
+        string json;
+        try
+        {
+            json = RedflowJson.Serialize(input);
+        }
+        catch (Exception ex) when (ex is JsonException or NotSupportedException or InvalidOperationException)
+        {
+            throw new InputValidationException($"The input of workflow '{workflow}' ({input!.GetType().Name}) cannot be serialized to JSON: {ex.Message}", ex);
+        }
+        var size = System.Text.Encoding.UTF8.GetByteCount(json);
+        if (size > _options.MaxPayloadBytes)
+            throw new InputValidationException($"The input of workflow '{workflow}' is {size} bytes of JSON; the limit is {_options.MaxPayloadBytes} bytes (RedflowClientOptions.MaxPayloadBytes).");
+        return json;
+    }
+
+    // ---- results -------------------------------------------------------------------------------------
+
+    public RunHandle GetHandle(string runId) => new(this, Names.Check(runId, "run id"));
+
+    internal async Task<RunState> GetStateAsync(string runId, CancellationToken cancellationToken)
+    {
+        var store = await StoreAsync().ConfigureAwait(false);
+        return await store.GetStateAsync(runId).WaitAsync(cancellationToken).ConfigureAwait(false)
+            ?? throw new RedflowException($"Run {runId} does not exist (or its retention has passed).");
+    }
+
+    /// <summary>
+    /// Waits for a run to finish: registers a waiter on the client's one completion subscription before it
+    /// reads the state (so a completion in between is not missed), then wakes on the message, with a slow
+    /// fallback poll in case a message was lost.
+    /// </summary>
+    internal async Task<JsonElement> WaitForResultAsync(string runId, TimeSpan timeout, CancellationToken cancellationToken)
+    {
+        if (timeout <= TimeSpan.Zero) throw new ArgumentOutOfRangeException(nameof(timeout), timeout, "The timeout must be positive.");
+        await _subscription.Value.ConfigureAwait(false);
+        var deadline = DateTime.UtcNow + timeout;
+        while (true)
+        {
+            var waiter = _waiters.GetOrAdd(runId, _ => new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously));
+            var state = await GetStateAsync(runId, cancellationToken).ConfigureAwait(false);
+            switch (state.Status)
+            {
+                case RunStatus.Succeeded:
+                    return state.Output ?? RedflowJson.Parse(null);
+                case RunStatus.Failed:
+                    throw new RunFailedException(runId, state.Error ?? new RunError("Unknown", "No error was recorded."));
+                case RunStatus.Canceled:
+                    var run = await GetRunAsync(runId, cancellationToken).ConfigureAwait(false);
+                    throw new CanceledException(runId, run?.CancelReason);
+            }
+            var left = deadline - DateTime.UtcNow;
+            if (left <= TimeSpan.Zero)
+                throw new RedflowTimeoutException($"Run {runId} did not finish within {timeout} (it is {state.Status}).");
+            try
+            {
+                await waiter.Task.WaitAsync(left < FallbackPoll ? left : FallbackPoll, cancellationToken).ConfigureAwait(false);
+            }
+            catch (TimeoutException) { }
+            _waiters.TryRemove(new KeyValuePair<string, TaskCompletionSource>(runId, waiter));
+        }
+    }
+
+    private async Task SubscribeAsync()
+    {
+        var redis = await _redis.GetAsync().ConfigureAwait(false);
+        var queue = await redis.GetSubscriber().SubscribeAsync(_keys.Done).ConfigureAwait(false);
+        queue.OnMessage(message =>
+        {
+            if (_waiters.TryRemove((string)message.Message!, out var waiter)) waiter.TrySetResult();
+        });
+    }
+
+    // ---- inspection ----------------------------------------------------------------------------------
+
+    public async Task<RunRecord?> GetRunAsync(string runId, CancellationToken cancellationToken = default)
+    {
+        var store = await StoreAsync().ConfigureAwait(false);
+        return await store.GetRunAsync(Names.Check(runId, "run id")).WaitAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    public async Task<IReadOnlyList<StepRecord>> GetRunStepsAsync(string runId, CancellationToken cancellationToken = default)
+    {
+        var store = await StoreAsync().ConfigureAwait(false);
+        return await store.GetStepsAsync(Names.Check(runId, "run id")).WaitAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    public async Task<IReadOnlyList<RunRecord>> ListRunsAsync(ListRunsParams? parameters = null, CancellationToken cancellationToken = default)
+    {
+        var store = await StoreAsync().ConfigureAwait(false);
+        return await store.ListRunsAsync(parameters ?? new ListRunsParams()).WaitAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    public async Task<IReadOnlyList<WorkflowMeta>> ListWorkflowsAsync(CancellationToken cancellationToken = default)
+    {
+        var store = await StoreAsync().ConfigureAwait(false);
+        return await store.ListWorkflowsAsync().WaitAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    public async Task<WorkflowMeta?> GetWorkflowMetaAsync(string workflow, CancellationToken cancellationToken = default)
+    {
+        var store = await StoreAsync().ConfigureAwait(false);
+        return await store.GetWorkflowMetaAsync(Names.Check(workflow, "workflow name")).WaitAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    public async Task<RedflowStats> GetStatsAsync(CancellationToken cancellationToken = default)
+    {
+        var store = await StoreAsync().ConfigureAwait(false);
+        return await store.GetStatsAsync().WaitAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    public async Task<bool> CancelRunAsync(string runId, string? reason = null, CancellationToken cancellationToken = default)
+    {
+        cancellationToken.ThrowIfCancellationRequested();
+        var store = await StoreAsync().ConfigureAwait(false);
+        return await store.CancelAsync(Names.Check(runId, "run id"), reason, CancelGrace).ConfigureAwait(false);
+    }
+
+    public async Task<RunHandle> RerunAsync(string runId, CancellationToken cancellationToken = default)
+    {
+        var original = await GetRunAsync(runId, cancellationToken).ConfigureAwait(false)
+            ?? throw new ArgumentException($"Run {runId} does not exist (or its retention has passed).", nameof(runId));
+        var id = await EmitAsync(original.Workflow, original.Input.GetRawText(), null, original.Queue, null, null, original.Id, cancellationToken).ConfigureAwait(false);
+        return new RunHandle(this, id);
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (_ownsConnection) await _redis.DisposeAsync().ConfigureAwait(false);
+    }
+}

@@ -1,0 +1,75 @@
+using StackExchange.Redis;
+
+namespace Redflow.Protocol;
+
+/// <summary>
+/// Every Redis key of one namespace. The scripts build the same keys in <c>Scripts/_lib.lua</c>;
+/// <c>KeysAgreeTests</c> checks that the two agree. All keys share the hash tag <c>{prefix}</c>, so they
+/// live in one Redis Cluster slot.
+/// </summary>
+internal sealed class Keys
+{
+    public Keys(string prefix)
+    {
+        Prefix = prefix;
+        Base = "{" + prefix + "}:";
+    }
+
+    /// <summary>The namespace prefix as configured.</summary>
+    public string Prefix { get; }
+
+    /// <summary>The namespace base, KEYS[1] of every script.</summary>
+    public string Base { get; }
+
+    public RedisKey Run(string id) => Base + "run:" + id;
+    public RedisKey Steps(string id) => Base + "steps:" + id;
+    public RedisKey Children(string id) => Base + "children:" + id;
+    public RedisKey Ready(string queue, string workflow) => Base + "ready:" + queue + ":" + workflow;
+    public RedisKey Ring(string queue) => Base + "ring:" + queue;
+    public RedisKey Scheduled(string queue) => Base + "scheduled:" + queue;
+    public RedisKey Leases(string queue) => Base + "leases:" + queue;
+    public RedisKey Running(string workflow) => Base + "running:" + workflow;
+    public RedisKey Workflow(string workflow) => Base + "wf:" + workflow;
+    public RedisKey WorkflowWorkers(string workflow) => Base + "wfworkers:" + workflow;
+    public RedisKey Status(RunStatus status) => Base + "status:" + StatusName(status);
+    public RedisKey WorkflowStatus(string workflow, RunStatus status) => Base + "wfstatus:" + StatusName(status) + ":" + workflow;
+    public RedisKey WorkflowRuns(string workflow) => Base + "wfruns:" + workflow;
+    public RedisKey Idempotency(string workflow, string key) => Base + "idem:" + workflow.Length + ":" + workflow + ":" + key;
+    public RedisKey Runs => Base + "runs";
+    public RedisKey Finished => Base + "finished";
+    public RedisKey OnFailure => Base + "onfailure";
+    public RedisKey WorkflowsSet => Base + "workflows";
+    public RedisKey Queues => Base + "queues";
+    public RedisKey Workers => Base + "workers";
+    public RedisKey WorkersSeen => Base + "workers:seen";
+    public RedisKey Counters => Base + "counters";
+    public RedisChannel Doorbell => RedisChannel.Literal(Base + "doorbell");
+    public RedisChannel Done => RedisChannel.Literal(Base + "done");
+
+    /// <summary>The status as stored: lower case.</summary>
+    public static string StatusName(RunStatus status) => status switch
+    {
+        RunStatus.Scheduled => "scheduled",
+        RunStatus.Queued => "queued",
+        RunStatus.Running => "running",
+        RunStatus.Waiting => "waiting",
+        RunStatus.Succeeded => "succeeded",
+        RunStatus.Failed => "failed",
+        RunStatus.Canceled => "canceled",
+        _ => throw new ArgumentOutOfRangeException(nameof(status), status, null),
+    };
+
+    public static RunStatus ParseStatus(string? value) => value switch
+    {
+        "scheduled" => RunStatus.Scheduled,
+        "queued" => RunStatus.Queued,
+        "running" => RunStatus.Running,
+        "waiting" => RunStatus.Waiting,
+        "succeeded" => RunStatus.Succeeded,
+        "failed" => RunStatus.Failed,
+        "canceled" => RunStatus.Canceled,
+        _ => throw new InvalidOperationException($"Unknown run status '{value}' in Redis."),
+    };
+
+    public static bool IsTerminal(RunStatus status) => status is RunStatus.Succeeded or RunStatus.Failed or RunStatus.Canceled;
+}

@@ -1,0 +1,83 @@
+using StackExchange.Redis;
+
+namespace Redflow.Protocol;
+
+/// <summary>Turns the URLs users give into StackExchange.Redis configuration (it does not parse <c>redis://</c> itself).</summary>
+internal static class RedisConnection
+{
+    /// <summary>
+    /// Parses <c>redis://[user:password@]host[:port][/db]</c>, <c>rediss://</c> (TLS) or a StackExchange.Redis
+    /// configuration string (<c>host:port,password=...</c>). Throws <see cref="ArgumentException"/> saying what is wrong.
+    /// </summary>
+    public static ConfigurationOptions Parse(string url)
+    {
+        if (string.IsNullOrWhiteSpace(url))
+            throw new ArgumentException("The Redis URL is empty: give redis://host:port or a StackExchange.Redis configuration string.", nameof(url));
+        ConfigurationOptions options;
+        var scheme = url.IndexOf("://", StringComparison.Ordinal);
+        if (scheme < 0)
+        {
+            try { options = ConfigurationOptions.Parse(url); }
+            catch (Exception ex) when (ex is ArgumentException or FormatException)
+            {
+                throw new ArgumentException($"'{url}' is neither a redis:// URL nor a valid StackExchange.Redis configuration string: {ex.Message}", nameof(url), ex);
+            }
+        }
+        else
+        {
+            options = ParseUrl(url, url[..scheme]);
+        }
+        options.AbortOnConnectFail = false; // keep retrying in the background: a worker outlives a Redis restart
+        options.ClientName ??= "redflow";
+        return options;
+    }
+
+    private static ConfigurationOptions ParseUrl(string url, string scheme)
+    {
+        if (scheme is not ("redis" or "rediss"))
+            throw new ArgumentException($"The Redis URL '{Redact(url)}' has scheme '{scheme}://'; use redis:// or rediss:// (TLS).", nameof(url));
+        if (!Uri.TryCreate(url, UriKind.Absolute, out var uri) || string.IsNullOrEmpty(uri.Host))
+            throw new ArgumentException($"The Redis URL '{Redact(url)}' is malformed: expected redis://[user:password@]host[:port][/db].", nameof(url));
+        var options = new ConfigurationOptions { Ssl = scheme == "rediss" };
+        options.EndPoints.Add(uri.Host, uri.IsDefaultPort || uri.Port < 0 ? 6379 : uri.Port);
+        if (!string.IsNullOrEmpty(uri.UserInfo))
+        {
+            var parts = uri.UserInfo.Split(':', 2);
+            if (parts.Length == 2)
+            {
+                if (parts[0].Length > 0) options.User = Uri.UnescapeDataString(parts[0]);
+                options.Password = Uri.UnescapeDataString(parts[1]);
+            }
+            else
+            {
+                options.Password = Uri.UnescapeDataString(parts[0]);
+            }
+        }
+        var path = uri.AbsolutePath.Trim('/');
+        if (path.Length > 0)
+        {
+            if (!int.TryParse(path, out var db) || db < 0)
+                throw new ArgumentException($"The Redis URL '{Redact(url)}' names database '{path}'; it must be a number such as /0.", nameof(url));
+            options.DefaultDatabase = db;
+        }
+        if (!string.IsNullOrEmpty(uri.Query))
+            throw new ArgumentException($"The Redis URL '{Redact(url)}' has query parameters, which are not supported; use a StackExchange.Redis configuration string for extra settings.", nameof(url));
+        return options;
+    }
+
+    private static string Redact(string url)
+    {
+        var at = url.IndexOf('@');
+        var scheme = url.IndexOf("://", StringComparison.Ordinal);
+        return at > 0 && scheme > 0 && at > scheme ? url[..(scheme + 3)] + "***@" + url[(at + 1)..] : url;
+    }
+
+    /// <summary>Checks a key prefix: not empty, no braces (they are the hash tag), no control characters.</summary>
+    public static string CheckPrefix(string prefix)
+    {
+        if (string.IsNullOrEmpty(prefix) || prefix.Length > 64 || prefix.Any(c => c is '{' or '}' || char.IsControl(c)))
+            throw new ArgumentOutOfRangeException(nameof(prefix), prefix,
+                "Prefix must be 1 to 64 characters with no '{', '}' or control characters.");
+        return prefix;
+    }
+}

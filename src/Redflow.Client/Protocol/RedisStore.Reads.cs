@@ -1,0 +1,122 @@
+using System.Text.Json;
+using StackExchange.Redis;
+
+namespace Redflow.Protocol;
+
+/// <summary>Cancel and the inspection reads: listings use the status indexes the scripts keep, never a key scan.</summary>
+internal sealed partial class RedisStore
+{
+    /// <summary>How long a worker stays listed as live after its last heartbeat.</summary>
+    internal static readonly TimeSpan WorkerLiveness = TimeSpan.FromSeconds(30);
+
+    public async Task<bool> CancelAsync(string runId, string? reason, TimeSpan grace, string? token = null) =>
+        (long)await CallAsync(ScriptLibrary.Cancel, runId, reason ?? "", (long)grace.TotalMilliseconds, token ?? "").ConfigureAwait(false) == 1;
+
+    public async Task<IReadOnlyList<RunRecord>> ListRunsAsync(ListRunsParams p)
+    {
+        if (p.Limit is < 1 or > 1000) throw new ArgumentOutOfRangeException(nameof(p), p.Limit, "ListRunsParams.Limit must be 1 to 1000.");
+        if (p.Offset < 0) throw new ArgumentOutOfRangeException(nameof(p), p.Offset, "ListRunsParams.Offset must not be negative.");
+        RedisKey index = (p.Workflow, p.Status, p.ParentRunId) switch
+        {
+            (_, _, { } parent) => Keys.Children(Names.Check(parent, "parent run id")),
+            ({ } wf, { } s, _) => Keys.WorkflowStatus(Names.Check(wf, "workflow name"), s),
+            ({ } wf, null, _) => Keys.WorkflowRuns(Names.Check(wf, "workflow name")),
+            (null, { } s, _) => Keys.Status(s),
+            _ => Keys.Runs,
+        };
+        // With a parent filter the other filters apply in memory, over a bounded window of the children.
+        var filterInMemory = p.ParentRunId is not null && (p.Workflow is not null || p.Status is not null);
+        double max = p.Before is { } before ? before.ToUnixTimeMilliseconds() - 1 : double.PositiveInfinity;
+        double min = p.After is { } after ? after.ToUnixTimeMilliseconds() : double.NegativeInfinity;
+        var ids = await Db.SortedSetRangeByScoreAsync(index, min, max, Exclude.None, Order.Descending,
+            filterInMemory ? 0 : p.Offset, filterInMemory ? 1000 : p.Limit).ConfigureAwait(false);
+        var runs = await Task.WhenAll(ids.Select(id => GetRunAsync(id!))).ConfigureAwait(false);
+        IEnumerable<RunRecord> found = runs.OfType<RunRecord>();
+        if (filterInMemory)
+            found = found.Where(r => (p.Workflow is null || r.Workflow == p.Workflow) && (p.Status is null || r.Status == p.Status))
+                .Skip(p.Offset).Take(p.Limit);
+        return found.ToList();
+    }
+
+    public async Task<IReadOnlyList<WorkflowMeta>> ListWorkflowsAsync()
+    {
+        var names = await Db.SetMembersAsync(Keys.WorkflowsSet).ConfigureAwait(false);
+        var metas = await Task.WhenAll(names.Select(n => GetWorkflowMetaAsync(n!))).ConfigureAwait(false);
+        return metas.OfType<WorkflowMeta>().OrderBy(m => m.Name, StringComparer.Ordinal).ToList();
+    }
+
+    public async Task<WorkflowMeta?> GetWorkflowMetaAsync(string workflow)
+    {
+        var metaTask = Db.HashGetAllAsync(Keys.Workflow(workflow));
+        var workersTask = Db.HashGetAllAsync(Keys.WorkflowWorkers(workflow));
+        var countTasks = Enum.GetValues<RunStatus>().ToDictionary(s => s, s => Db.SortedSetLengthAsync(Keys.WorkflowStatus(workflow, s)));
+        var meta = (await metaTask.ConfigureAwait(false)).ToDictionary(e => (string)e.Name!, e => (string?)e.Value);
+        if (meta.Count == 0) return null;
+        var workers = await workersTask.ConfigureAwait(false);
+        await Task.WhenAll(countTasks.Values).ConfigureAwait(false);
+        return new WorkflowMeta
+        {
+            Name = workflow,
+            Queue = meta.GetValueOrDefault("queue") ?? "default",
+            MaxConcurrency = int.TryParse(meta.GetValueOrDefault("max_concurrency"), out var mc) ? mc : 1,
+            MaxAttempts = int.TryParse(meta.GetValueOrDefault("max_attempts"), out var ma) ? ma : 1,
+            Cron = CronInfo(workflow, meta.GetValueOrDefault("cron")),
+            Workers = workers.Select(w => new WorkflowWorker(w.Name!, DateTimeOffset.FromUnixTimeMilliseconds((long)w.Value))).OrderBy(w => w.App, StringComparer.Ordinal).ToList(),
+            RunCounts = countTasks.ToDictionary(kv => kv.Key, kv => kv.Value.Result),
+        };
+    }
+
+    public async Task<RedflowStats> GetStatsAsync()
+    {
+        var queues = await Db.SetMembersAsync(Keys.Queues).ConfigureAwait(false);
+        var queueStats = await Task.WhenAll(queues.Select(async q => await QueueStatsAsync(q!).ConfigureAwait(false))).ConfigureAwait(false);
+        var countTasks = Enum.GetValues<RunStatus>().ToDictionary(s => s, s => Db.SortedSetLengthAsync(Keys.Status(s)));
+        var cutoff = DateTimeOffset.UtcNow - WorkerLiveness;
+        var live = await Db.SortedSetRangeByScoreWithScoresAsync(Keys.WorkersSeen, cutoff.ToUnixTimeMilliseconds()).ConfigureAwait(false);
+        var infos = live.Length == 0 ? [] : await Db.HashGetAsync(Keys.Workers, live.Select(l => l.Element).ToArray()).ConfigureAwait(false);
+        var counters = await Db.HashGetAllAsync(Keys.Counters).ConfigureAwait(false);
+        await Task.WhenAll(countTasks.Values).ConfigureAwait(false);
+        var workers = new List<WorkerInfo>();
+        for (var i = 0; i < live.Length; i++)
+        {
+            if (infos[i].IsNull) continue;
+            var info = JsonSerializer.Deserialize<WorkerHeartbeat>((string)infos[i]!, RedflowJson.Options)!;
+            workers.Add(new WorkerInfo(info.App, live[i].Element!, info.Queues, info.Concurrency, DateTimeOffset.FromUnixTimeMilliseconds((long)live[i].Score)));
+        }
+        return new RedflowStats
+        {
+            Queues = queueStats.OrderBy(q => q.Name, StringComparer.Ordinal).ToList(),
+            RunCounts = countTasks.ToDictionary(kv => kv.Key, kv => kv.Value.Result),
+            Workers = workers,
+            Counters = counters.ToDictionary(c => (string)c.Name!, c => (long)c.Value),
+        };
+    }
+
+    private async Task<QueueStats> QueueStatsAsync(string queue)
+    {
+        var ring = await Db.ListRangeAsync(Keys.Ring(queue)).ConfigureAwait(false);
+        var ready = await Task.WhenAll(ring.Distinct().Select(wf => Db.ListLengthAsync(Keys.Ready(queue, wf!)))).ConfigureAwait(false);
+        var scheduled = Db.SortedSetLengthAsync(Keys.Scheduled(queue));
+        var running = Db.SortedSetLengthAsync(Keys.Leases(queue));
+        return new QueueStats(queue, ready.Sum(), await scheduled.ConfigureAwait(false), await running.ConfigureAwait(false));
+    }
+
+    private static IReadOnlyList<CronTriggerInfo> CronInfo(string workflow, string? json)
+    {
+        if (string.IsNullOrEmpty(json)) return [];
+        var triggers = JsonSerializer.Deserialize<List<PublishedCron>>(json, RedflowJson.Options) ?? [];
+        return triggers.Select(t =>
+        {
+            DateTimeOffset? next = null;
+            try { next = CronSchedule.Parse(new CronTrigger(t.Expression) { Id = t.Id, Timezone = t.Timezone }, workflow).Next(DateTimeOffset.UtcNow); }
+            catch (ArgumentException) { }
+            return new CronTriggerInfo(t.Id, t.Expression, t.Timezone, next);
+        }).ToList();
+    }
+}
+
+/// <summary>A cron trigger as published in the workflow's metadata.</summary>
+internal sealed record PublishedCron(string Id, string Expression, string Timezone);
+
+/// <summary>What a worker publishes about itself with each heartbeat.</summary>
+internal sealed record WorkerHeartbeat(string App, IReadOnlyList<string> Queues, int Concurrency);

@@ -1,0 +1,241 @@
+using System.Globalization;
+using System.Text.Json;
+using StackExchange.Redis;
+
+namespace Redflow.Protocol;
+
+/// <summary>What a run-transition script said.</summary>
+internal enum WriteOutcome
+{
+    /// <summary>Written.</summary>
+    Ok,
+    /// <summary>A repeat of a call that already took effect: nothing written.</summary>
+    AlreadyDone,
+    /// <summary>The caller no longer holds the run's lease: nothing written.</summary>
+    Fenced,
+}
+
+/// <summary>A run leased by a claim, with the step results recorded by earlier attempts.</summary>
+internal sealed record ClaimedRun(
+    string Id, string Token, long LeaseDeadlineMs, string Workflow, string Queue, string Input,
+    int Attempt, int MaxAttempts, int Resumes, IReadOnlyDictionary<string, string> CachedSteps);
+
+/// <summary>The answer of a fail-or-retry call.</summary>
+internal sealed record FailResult(WriteOutcome Outcome, bool WillRetry, int NextAttempt);
+
+/// <summary>One workflow's metadata as a worker publishes it.</summary>
+internal sealed record WorkflowRegistration(string Name, string Queue, int MaxConcurrency, int MaxAttempts, TimeSpan Retention, bool HasOnFailure, string CronJson);
+
+/// <summary>
+/// The Redis protocol: one method per script (every state change of a run is one script call that
+/// checks the fencing token), plus the plain reads. Keys come from <see cref="Keys"/> only.
+/// </summary>
+internal sealed partial class RedisStore(IConnectionMultiplexer redis, Keys keys)
+{
+    private readonly RedisKey[] _base = [keys.Base];
+
+    public Keys Keys { get; } = keys;
+
+    public IConnectionMultiplexer Redis { get; } = redis;
+
+    private IDatabase Db => Redis.GetDatabase();
+
+    private Task<RedisResult> CallAsync(Script script, params RedisValue[] args) => Db.EvaluateAsync(script, _base, args);
+
+    // ---- emit -------------------------------------------------------------------------------------
+
+    public async Task<(string RunId, bool Created)> EmitAsync(
+        string runId, string workflow, string inputJson, string? queue, int? maxAttempts, DateTimeOffset? runAt,
+        TimeSpan? delay, string? idempotencyKey, TimeSpan idempotencyWindow, string? parentRunId, string? rerunOf)
+    {
+        var r = (RedisResult[])(await CallAsync(ScriptLibrary.Emit,
+            runId, workflow, inputJson, queue ?? "", maxAttempts?.ToString(CultureInfo.InvariantCulture) ?? "",
+            runAt is { } at ? at.ToUnixTimeMilliseconds() : "", delay is { } d ? (long)d.TotalMilliseconds : "",
+            idempotencyKey ?? "", (long)idempotencyWindow.TotalMilliseconds, parentRunId ?? "", rerunOf ?? "").ConfigureAwait(false))!;
+        var kind = (string)r[0]!;
+        if (kind == "unknown")
+            throw new UnknownWorkflowException(workflow, r.Skip(1).Select(x => (string)x!).ToList());
+        return ((string)r[1]!, kind == "created");
+    }
+
+    // ---- worker transitions ----------------------------------------------------------------------
+
+    public async Task<IReadOnlyList<ClaimedRun>> ClaimAsync(string queue, int max, string worker, TimeSpan lease, string requestId, int abandonAfter)
+    {
+        var r = (RedisResult[])(await CallAsync(ScriptLibrary.Claim,
+            queue, max, worker, (long)lease.TotalMilliseconds, requestId, abandonAfter).ConfigureAwait(false))!;
+        var runs = new List<ClaimedRun>(r.Length);
+        foreach (var item in r)
+        {
+            var f = (RedisResult[])item!;
+            var stepPairs = (RedisResult[])f[8]!;
+            var cached = new Dictionary<string, string>(StringComparer.Ordinal);
+            for (var i = 0; i + 1 < stepPairs.Length; i += 2)
+            {
+                var record = ParseStep((string)stepPairs[i]!, (string)stepPairs[i + 1]!);
+                if (record.Status == RunStatus.Succeeded)
+                    cached[record.Name] = record.Output?.GetRawText() ?? RedflowJson.Null;
+            }
+            runs.Add(new ClaimedRun((string)f[0]!, (string)f[1]!, long.Parse((string)f[2]!, CultureInfo.InvariantCulture),
+                (string)f[3]!, queue, (string?)f[4] ?? RedflowJson.Null, Int(f[5]), Int(f[6]), Int(f[7]), cached));
+        }
+        return runs;
+    }
+
+    /// <summary>Renews leases; returns the new deadline and, per run, 0 lost, 1 renewed, 2 renewed with a cancel request.</summary>
+    public async Task<(long DeadlineMs, int[] Codes)> RenewAsync(TimeSpan lease, IReadOnlyList<(string RunId, string Token)> runs)
+    {
+        var args = new RedisValue[1 + runs.Count * 2];
+        args[0] = (long)lease.TotalMilliseconds;
+        for (var i = 0; i < runs.Count; i++)
+        {
+            args[1 + i * 2] = runs[i].RunId;
+            args[2 + i * 2] = runs[i].Token;
+        }
+        var r = (RedisResult[])(await CallAsync(ScriptLibrary.Renew, args).ConfigureAwait(false))!;
+        return ((long)r[0], r.Skip(1).Select(x => (int)x).ToArray());
+    }
+
+    /// <summary>Records a succeeded step. The output is the recorded one: on a repeat or a race, the earlier record's.</summary>
+    public async Task<(WriteOutcome Outcome, string Output)> RecordStepAsync(string runId, string token, string step, int attempt, string outputJson, TimeSpan ran)
+    {
+        var body = $"{{\"name\":{JsonSerializer.Serialize(step)},\"status\":\"succeeded\",\"attempt\":{attempt},\"output\":{outputJson}}}";
+        var r = (RedisResult[])(await CallAsync(ScriptLibrary.RecordStep, runId, token, step, body, (long)ran.TotalMilliseconds).ConfigureAwait(false))!;
+        return (string)r[0]! switch
+        {
+            "ok" => (WriteOutcome.Ok, outputJson),
+            "exists" => (WriteOutcome.AlreadyDone, ParseStep(step, (string)r[1]!).Output?.GetRawText() ?? RedflowJson.Null),
+            _ => (WriteOutcome.Fenced, outputJson),
+        };
+    }
+
+    public async Task<WriteOutcome> CompleteAsync(string runId, string token, string outputJson) =>
+        Outcome(await CallAsync(ScriptLibrary.Complete, runId, token, outputJson).ConfigureAwait(false));
+
+    public async Task<FailResult> FailAsync(string runId, string token, RunError error, bool retriable, TimeSpan delay,
+        string? failedStep, int attempt, TimeSpan stepRan)
+    {
+        var errorJson = JsonSerializer.Serialize(error, RedflowJson.Options);
+        var stepBody = failedStep is null ? "" :
+            $"{{\"name\":{JsonSerializer.Serialize(failedStep)},\"status\":\"failed\",\"attempt\":{attempt},\"error\":{errorJson}}}";
+        var r = (RedisResult[])(await CallAsync(ScriptLibrary.Fail, runId, token, errorJson, retriable ? "1" : "0",
+            (long)delay.TotalMilliseconds, failedStep ?? "", stepBody, (long)stepRan.TotalMilliseconds).ConfigureAwait(false))!;
+        return (string)r[0]! switch
+        {
+            "retry" => new FailResult(WriteOutcome.Ok, true, (int)r[1]),
+            "failed" => new FailResult(WriteOutcome.Ok, false, attempt),
+            "done" => new FailResult(WriteOutcome.AlreadyDone, false, attempt),
+            _ => new FailResult(WriteOutcome.Fenced, false, attempt),
+        };
+    }
+
+    public async Task<WriteOutcome> HandBackAsync(string runId, string token, TimeSpan delay) =>
+        Outcome(await CallAsync(ScriptLibrary.HandBack, runId, token, (long)delay.TotalMilliseconds).ConfigureAwait(false));
+
+    public async Task<(int Promoted, int Reclaimed, int Purged)> ReapAsync(int limit, int abandonAfter)
+    {
+        var r = (RedisResult[])(await CallAsync(ScriptLibrary.Reap, limit, abandonAfter).ConfigureAwait(false))!;
+        return ((int)r[0], (int)r[1], (int)r[2]);
+    }
+
+    public async Task<long> RegisterAsync(string app, string node, string workerJson, IReadOnlyList<WorkflowRegistration> workflows)
+    {
+        var args = new List<RedisValue> { app, node, workerJson };
+        foreach (var w in workflows)
+            args.AddRange([w.Name, w.Queue, w.MaxConcurrency, w.MaxAttempts, (long)w.Retention.TotalMilliseconds, w.HasOnFailure ? "1" : "0", w.CronJson]);
+        return (long)await CallAsync(ScriptLibrary.Register, [.. args]).ConfigureAwait(false);
+    }
+
+    // ---- reads -----------------------------------------------------------------------------------
+
+    public async Task<RunRecord?> GetRunAsync(string runId)
+    {
+        var entries = await Db.HashGetAllAsync(Keys.Run(runId)).ConfigureAwait(false);
+        return entries.Length == 0 ? null : ToRunRecord(entries);
+    }
+
+    public async Task<IReadOnlyList<StepRecord>> GetStepsAsync(string runId)
+    {
+        var entries = await Db.HashGetAllAsync(Keys.Steps(runId)).ConfigureAwait(false);
+        return entries
+            .Select(e => (Seq: StepSeq(e.Value!), Record: ParseStep(e.Name!, e.Value!)))
+            .OrderBy(x => x.Seq)
+            .Select(x => x.Record)
+            .ToList();
+    }
+
+    public async Task<RunState?> GetStateAsync(string runId)
+    {
+        var v = await Db.HashGetAsync(Keys.Run(runId), ["status", "output", "error"]).ConfigureAwait(false);
+        if (v[0].IsNull) return null;
+        return new RunState(Keys.ParseStatus(v[0]), v[1].IsNull ? null : RedflowJson.Parse(v[1]), v[2].IsNull ? null : ParseError(v[2]!));
+    }
+
+    internal static RunRecord ToRunRecord(HashEntry[] entries)
+    {
+        var h = entries.ToDictionary(e => (string)e.Name!, e => e.Value);
+        string? S(string name) => h.TryGetValue(name, out var v) && !v.IsNullOrEmpty ? (string?)v : null;
+        int I(string name) => h.TryGetValue(name, out var v) && !v.IsNullOrEmpty ? (int)v : 0;
+        DateTimeOffset? T(string name) => h.TryGetValue(name, out var v) && !v.IsNullOrEmpty ? DateTimeOffset.FromUnixTimeMilliseconds((long)v) : null;
+        return new RunRecord
+        {
+            Id = S("id")!,
+            Workflow = S("workflow")!,
+            Queue = S("queue")!,
+            Status = Keys.ParseStatus(S("status")),
+            Input = RedflowJson.Parse(S("input")),
+            Output = S("output") is { } output ? RedflowJson.Parse(output) : null,
+            Error = S("error") is { } error ? ParseError(error) : null,
+            Attempt = I("attempt"),
+            MaxAttempts = I("max_attempts"),
+            CreatedAt = T("created_at") ?? default,
+            AvailableAt = T("available_at"),
+            StartedAt = T("started_at"),
+            FinishedAt = T("finished_at"),
+            ParentRunId = S("parent_run_id"),
+            IdempotencyKey = S("idempotency_key"),
+            CancelReason = S("cancel_reason"),
+            Resumes = I("resumes"),
+            RerunOf = S("rerun_of"),
+        };
+    }
+
+    internal static RunError ParseError(string json) =>
+        JsonSerializer.Deserialize<RunError>(json, RedflowJson.Options) ?? new RunError("Unknown", json);
+
+    internal static StepRecord ParseStep(string name, string json)
+    {
+        using var doc = JsonDocument.Parse(json);
+        var root = doc.RootElement;
+        DateTimeOffset? T(string p) => root.TryGetProperty(p, out var v) && v.ValueKind == JsonValueKind.Number ? DateTimeOffset.FromUnixTimeMilliseconds(v.GetInt64()) : null;
+        return new StepRecord
+        {
+            Name = name,
+            Status = Keys.ParseStatus(root.GetProperty("status").GetString()),
+            Output = root.TryGetProperty("output", out var o) ? o.Clone() : null,
+            Error = root.TryGetProperty("error", out var e) ? e.Deserialize<RunError>(RedflowJson.Options) : null,
+            StartedAt = T("started_at"),
+            FinishedAt = T("finished_at"),
+            Attempt = root.TryGetProperty("attempt", out var a) ? a.GetInt32() : 0,
+        };
+    }
+
+    private static long StepSeq(string json)
+    {
+        using var doc = JsonDocument.Parse(json);
+        return doc.RootElement.TryGetProperty("seq", out var s) ? s.GetInt64() : long.MaxValue;
+    }
+
+    private static int Int(RedisResult r) => r.IsNull ? 0 : int.Parse((string)r!, CultureInfo.InvariantCulture);
+
+    private static WriteOutcome Outcome(RedisResult result)
+    {
+        var r = (RedisResult[])result!;
+        return (string)r[0]! switch
+        {
+            "ok" => WriteOutcome.Ok,
+            "done" => WriteOutcome.AlreadyDone,
+            _ => WriteOutcome.Fenced,
+        };
+    }
+}

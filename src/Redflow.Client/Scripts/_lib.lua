@@ -1,0 +1,160 @@
+--[[
+  Shared library, prepended to every script by ScriptLibrary (C#) before it is loaded.
+
+  KEYS[1] of every script is the namespace base "{prefix}:". The braces are the hash tag: every
+  key below lands in one Redis Cluster slot, so scripts may build keys from it.
+  The key layout is mirrored in Protocol/Keys.cs (C#, for plain reads); KeysAgreeTests checks the two agree.
+  Variable parts come last, or after a part that cannot contain ':' (queue names), so no two keys collide.
+]]
+local P = KEYS[1]
+local function k_run(id) return P .. 'run:' .. id end                    -- hash: the run record
+local function k_steps(id) return P .. 'steps:' .. id end                -- hash: step name -> step record JSON
+local function k_children(id) return P .. 'children:' .. id end          -- zset: child run ids by creation
+local function k_ready(q, wf) return P .. 'ready:' .. q .. ':' .. wf end -- list: queued runs of (queue, workflow)
+local function k_ring(q) return P .. 'ring:' .. q end                    -- list: workflows with ready runs on q
+local function k_scheduled(q) return P .. 'scheduled:' .. q end          -- zset: run id -> available at (ms)
+local function k_leases(q) return P .. 'leases:' .. q end                -- zset: run id -> lease deadline (ms)
+local function k_running(wf) return P .. 'running:' .. wf end            -- set: runs of wf holding a concurrency slot
+local function k_wf(wf) return P .. 'wf:' .. wf end                      -- hash: workflow meta published by workers
+local function k_wf_workers(wf) return P .. 'wfworkers:' .. wf end       -- hash: app -> last seen (ms)
+local function k_status(s) return P .. 'status:' .. s end                -- zset: run ids in status s, by creation
+local function k_wf_status(wf, s) return P .. 'wfstatus:' .. s .. ':' .. wf end
+local function k_wf_runs(wf) return P .. 'wfruns:' .. wf end             -- zset: all runs of wf, by creation
+local function k_idem(wf, key) return P .. 'idem:' .. #wf .. ':' .. wf .. ':' .. key end
+local function k_claim(req) return P .. 'claim:' .. req end              -- string: a claim's answer, for repeats
+local K_RUNS = P .. 'runs'             -- zset: all runs by creation
+local K_FINISHED = P .. 'finished'     -- zset: finished run id -> purge at (ms)
+local K_ONFAILURE = P .. 'onfailure'   -- zset: run id -> due (ms): OnFailure calls still to make
+local K_WORKFLOWS = P .. 'workflows'   -- set: registered workflow names
+local K_QUEUES = P .. 'queues'         -- set: queues that ever had a run
+local K_WORKERS = P .. 'workers'       -- hash: node -> worker info JSON
+local K_WORKERS_SEEN = P .. 'workers:seen' -- zset: node -> last heartbeat (ms)
+local K_TOKEN = P .. 'token'           -- counter: fencing tokens
+local K_COUNTERS = P .. 'counters'     -- hash: engine counters
+local K_DOORBELL = P .. 'doorbell'     -- channel: a queue got ready runs
+local K_DONE = P .. 'done'             -- channel: a run finished
+
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+local TERMINAL = { succeeded = true, failed = true, canceled = true }
+
+-- Moves a run between the status indexes (global and per workflow). from may be false for a new run.
+local function move_status(id, wf, from, to, created)
+  if from == to then return end
+  if from then
+    redis.call('ZREM', k_status(from), id)
+    redis.call('ZREM', k_wf_status(wf, from), id)
+  end
+  redis.call('ZADD', k_status(to), created, id)
+  redis.call('ZADD', k_wf_status(wf, to), created, id)
+end
+
+-- Appends a run to its (queue, workflow) ready list. The doorbell rings only when the list was empty
+-- (the workflow joins the queue's ring), not on every push.
+local function push_ready(id, q, wf, front)
+  local n
+  if front then n = redis.call('LPUSH', k_ready(q, wf), id) else n = redis.call('RPUSH', k_ready(q, wf), id) end
+  if n == 1 then
+    redis.call('RPUSH', k_ring(q), wf)
+    redis.call('PUBLISH', K_DOORBELL, q)
+  end
+end
+
+-- Releases a running run's lease and concurrency slot. Its token stays as the last holder's, so a
+-- repeated terminal call by that holder is recognised; every write still requires status 'running'.
+local function release(id, q, wf)
+  redis.call('ZREM', k_leases(q), id)
+  if redis.call('SREM', k_running(wf), id) == 1 and redis.call('LLEN', k_ready(q, wf)) > 0 then
+    redis.call('PUBLISH', K_DOORBELL, q) -- a freed slot may unblock runs capped by MaxConcurrency
+  end
+end
+
+-- Puts a run back to queued (now) or scheduled (later).
+local function requeue(id, q, wf, from, created, available, now, front)
+  if available > now then
+    redis.call('HSET', k_run(id), 'status', 'scheduled', 'available_at', available)
+    redis.call('ZADD', k_scheduled(q), available, id)
+    move_status(id, wf, from, 'scheduled', created)
+  else
+    redis.call('HSET', k_run(id), 'status', 'queued', 'available_at', now)
+    push_ready(id, q, wf, front)
+    move_status(id, wf, from, 'queued', created)
+  end
+end
+
+-- Ends a run: status index, finish time, retention, idempotency key window, completion message,
+-- and the parent waiting on it (if any) goes back to its queue to replay.
+local function finish(id, status, now)
+  local run = k_run(id)
+  local r = redis.call('HMGET', run, 'status', 'workflow', 'created_at', 'parent_run_id', 'idempotency_key', 'idem_ttl_ms')
+  local wf = r[2]
+  local retention = tonumber(redis.call('HGET', k_wf(wf), 'retention_ms') or '604800000')
+  redis.call('HSET', run, 'status', status, 'finished_at', now)
+  move_status(id, wf, r[1], status, tonumber(r[3]))
+  redis.call('ZADD', K_FINISHED, now + retention, id)
+  redis.call('HINCRBY', K_COUNTERS, status, 1)
+  if r[5] and r[5] ~= '' then
+    redis.call('PEXPIRE', k_idem(wf, r[5]), tonumber(r[6] or '86400000'))
+  end
+  if r[4] and r[4] ~= '' then
+    local parent = k_run(r[4])
+    local p = redis.call('HMGET', parent, 'status', 'waiting_on', 'queue', 'workflow', 'created_at')
+    if p[1] == 'waiting' and p[2] == id then
+      redis.call('HDEL', parent, 'waiting_on')
+      redis.call('HINCRBY', parent, 'resumes', 1)
+      requeue(r[4], p[3], p[4], 'waiting', tonumber(p[5]), 0, now, true)
+    end
+  end
+  redis.call('PUBLISH', K_DONE, id)
+end
+
+-- Fails a run for good with an error JSON; records a pending OnFailure call when the workflow has one.
+local function fail_final(id, error_json, now, on_failure)
+  redis.call('HSET', k_run(id), 'error', error_json)
+  finish(id, 'failed', now)
+  if on_failure then redis.call('ZADD', K_ONFAILURE, now, id) end
+end
+
+-- Promotes scheduled runs of queue q that are due.
+local function promote_due(q, now, limit)
+  local due = redis.call('ZRANGEBYSCORE', k_scheduled(q), '-inf', now, 'LIMIT', 0, limit)
+  for _, id in ipairs(due) do
+    redis.call('ZREM', k_scheduled(q), id)
+    local r = redis.call('HMGET', k_run(id), 'status', 'workflow', 'created_at')
+    if r[1] == 'scheduled' then requeue(id, q, r[2], 'scheduled', tonumber(r[3]), 0, now, false) end
+  end
+  return #due
+end
+
+-- Takes back runs of queue q whose lease expired: requeued at the front (resumes + 1), or failed as
+-- abandoned once `abandon_after` leases in a row expired with no step recorded in between.
+local function reclaim_expired(q, now, limit, abandon_after)
+  local expired = redis.call('ZRANGEBYSCORE', k_leases(q), '-inf', now, 'LIMIT', 0, limit)
+  for _, id in ipairs(expired) do
+    local run = k_run(id)
+    local r = redis.call('HMGET', run, 'status', 'workflow', 'created_at')
+    release(id, q, r[2])
+    if r[1] == 'running' then
+      redis.call('HINCRBY', K_COUNTERS, 'reaped', 1)
+      redis.call('HINCRBY', run, 'resumes', 1)
+      local stalls = redis.call('HINCRBY', run, 'stalls', 1)
+      if stalls >= abandon_after then
+        fail_final(id, cjson.encode({ type = 'Redflow.AbandonedRun',
+          message = 'The run was abandoned: its lease expired ' .. stalls .. ' times in a row with no step recorded (its workers died or stalled).' }),
+          now, redis.call('HGET', k_wf(r[2]), 'has_on_failure') == '1')
+      else
+        requeue(id, q, r[2], 'running', tonumber(r[3]), 0, now, true)
+      end
+    end
+  end
+  return #expired
+end
+
+-- Reads the lease holder's view of a run; returns status and whether token holds it.
+local function holder(id, token)
+  local r = redis.call('HMGET', k_run(id), 'status', 'token', 'queue', 'workflow', 'created_at', 'attempt', 'max_attempts')
+  return r, (r[1] == 'running' and r[2] == token)
+end

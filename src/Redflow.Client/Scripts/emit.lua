@@ -1,0 +1,47 @@
+--[[
+  emit: creates a run (queued, or scheduled when it starts later), once.
+  KEYS[1]  namespace base "{prefix}:"
+  ARGV[1]  run id (made by the client: a repeated emit finds it)
+  ARGV[2]  workflow
+  ARGV[3]  input JSON
+  ARGV[4]  queue ('' = the workflow's registered queue)
+  ARGV[5]  max attempts ('' = the registered value)
+  ARGV[6]  run at, unix ms ('' = now)
+  ARGV[7]  delay ms, on the Redis clock ('' = none)
+  ARGV[8]  idempotency key ('' = none)
+  ARGV[9]  idempotency key window ms, counted from the run's end
+  ARGV[10] parent run id ('')
+  ARGV[11] rerun of run id ('')
+  Returns {'created', id} | {'exists', id} (same key or same id: nothing written) | {'unknown', workflow names...}
+]]
+local id, wf = ARGV[1], ARGV[2]
+local meta = redis.call('HMGET', k_wf(wf), 'queue', 'max_attempts')
+local q = ARGV[4] ~= '' and ARGV[4] or meta[1]
+local max_attempts = ARGV[5] ~= '' and ARGV[5] or meta[2]
+if not q or not max_attempts then
+  local known = redis.call('SMEMBERS', K_WORKFLOWS)
+  table.insert(known, 1, 'unknown')
+  return known
+end
+local key = ARGV[8]
+if key ~= '' then
+  local existing = redis.call('GET', k_idem(wf, key))
+  if existing then return { 'exists', existing } end
+end
+local run = k_run(id)
+if redis.call('EXISTS', run) == 1 then return { 'exists', id } end
+
+local now = now_ms()
+local available = now
+if ARGV[6] ~= '' then available = math.max(now, tonumber(ARGV[6])) end
+if ARGV[7] ~= '' then available = now + tonumber(ARGV[7]) end
+redis.call('HSET', run, 'id', id, 'workflow', wf, 'queue', q, 'input', ARGV[3], 'attempt', 1,
+  'max_attempts', max_attempts, 'created_at', now, 'resumes', 0, 'stalls', 0,
+  'parent_run_id', ARGV[10], 'idempotency_key', key, 'idem_ttl_ms', ARGV[9], 'rerun_of', ARGV[11])
+if key ~= '' then redis.call('SET', k_idem(wf, key), id) end
+redis.call('ZADD', K_RUNS, now, id)
+redis.call('ZADD', k_wf_runs(wf), now, id)
+if ARGV[10] ~= '' then redis.call('ZADD', k_children(ARGV[10]), now, id) end
+redis.call('SADD', K_QUEUES, q)
+requeue(id, q, wf, false, now, available, now, false)
+return { 'created', id }

@@ -1,0 +1,42 @@
+--[[
+  fail: a handler failed. Retries with backoff while attempts remain and the error is retriable,
+  else fails the run for good (and records a pending OnFailure call when the workflow has one).
+  KEYS[1] namespace base
+  ARGV[1] run id
+  ARGV[2] fencing token
+  ARGV[3] error JSON {"type":...,"message":...,"stack_trace":...}
+  ARGV[4] '1' retriable, '0' not
+  ARGV[5] delay before the next attempt, ms
+  ARGV[6] failed step name ('' = none)
+  ARGV[7] failed step record body JSON (with ARGV[6])
+  ARGV[8] how long the failed step ran, ms
+  Returns {'retry', next attempt, available at ms} | {'failed'} | {'done'} | {'fenced', status}
+]]
+local id, token = ARGV[1], ARGV[2]
+local r, held = holder(id, token)
+if not held then
+  if TERMINAL[r[1]] and r[2] == token then return { 'done' } end
+  return { 'fenced', r[1] or 'missing' }
+end
+local now = now_ms()
+local run = k_run(id)
+local step = ARGV[6]
+if step ~= '' then
+  local existing = redis.call('HGET', k_steps(id), step)
+  if not (existing and string.find(existing, '"status":"succeeded"', 1, true)) then
+    local seq = redis.call('HLEN', k_steps(id)) + (existing and 0 or 1)
+    redis.call('HSET', k_steps(id), step, '{"seq":' .. seq .. ',"started_at":' .. (now - tonumber(ARGV[8])) ..
+      ',"finished_at":' .. now .. ',' .. string.sub(ARGV[7], 2))
+  end
+end
+release(id, r[3], r[4])
+local attempt, max_attempts = tonumber(r[6]), tonumber(r[7])
+if ARGV[4] == '1' and attempt < max_attempts then
+  redis.call('HSET', run, 'error', ARGV[3], 'attempt', attempt + 1, 'stalls', 0)
+  redis.call('HINCRBY', K_COUNTERS, 'retried', 1)
+  local available = now + tonumber(ARGV[5])
+  requeue(id, r[3], r[4], 'running', tonumber(r[5]), available, now, false)
+  return { 'retry', attempt + 1, available }
+end
+fail_final(id, ARGV[3], now, redis.call('HGET', k_wf(r[4]), 'has_on_failure') == '1')
+return { 'failed' }

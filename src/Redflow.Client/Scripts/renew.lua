@@ -1,0 +1,22 @@
+--[[
+  renew: extends every lease a worker holds, in one call.
+  KEYS[1] namespace base
+  ARGV[1] lease ms
+  ARGV[2..] pairs: run id, token
+  Returns {deadline ms, code per pair...}: code 1 renewed, 2 renewed and cancel requested, 0 lost.
+]]
+local now = now_ms()
+local deadline = now + tonumber(ARGV[1])
+local out = { deadline }
+for i = 2, #ARGV, 2 do
+  local id = ARGV[i]
+  local r, held = holder(id, ARGV[i + 1])
+  if held then
+    redis.call('HSET', k_run(id), 'lease_until', deadline)
+    redis.call('ZADD', k_leases(r[3]), deadline, id)
+    out[#out + 1] = redis.call('HEXISTS', k_run(id), 'cancel_requested') == 1 and 2 or 1
+  else
+    out[#out + 1] = 0
+  end
+end
+return out

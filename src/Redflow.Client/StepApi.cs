@@ -1,0 +1,110 @@
+using System.Text.Json;
+
+namespace Redflow;
+
+/// <summary>
+/// The step semantics every runtime shares (worker and inline): unique names per attempt, JSON round trip of
+/// every result (a cached result and a fresh one look the same to the handler), and the step timeout.
+/// A runtime supplies how a step is executed and recorded, and how children are started.
+/// </summary>
+internal abstract class StepApi : IStepApi
+{
+    private readonly HashSet<string> _names = new(StringComparer.Ordinal);
+
+    public async Task<T> RunAsync<T>(string name, Func<CancellationToken, Task<T>> fn, StepOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(fn);
+        Reserve(name);
+        var json = await ExecuteAsync(name, async ct => SerializeResult(name, await fn(ct).ConfigureAwait(false)), options).ConfigureAwait(false);
+        return ReadResult<T>(name, json);
+    }
+
+    public Task RunAsync(string name, Func<CancellationToken, Task> fn, StepOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(fn);
+        return RunAsync<JsonElement?>(name, async ct =>
+        {
+            await fn(ct).ConfigureAwait(false);
+            return null;
+        }, options);
+    }
+
+    public async Task<TOut> RunWorkflowAsync<TOut>(string name, string workflow, object? input, ChildWorkflowOptions? options = null)
+    {
+        Reserve(name);
+        Names.Check(workflow, "workflow name");
+        var json = await RunChildAsync(name, workflow, input, options ?? new ChildWorkflowOptions()).ConfigureAwait(false);
+        return ReadResult<TOut>(name, json);
+    }
+
+    public async Task<string> EmitWorkflowAsync(string name, string workflow, object? input, ChildWorkflowOptions? options = null)
+    {
+        Reserve(name);
+        Names.Check(workflow, "workflow name");
+        return await EmitChildAsync(name, workflow, input, options ?? new ChildWorkflowOptions()).ConfigureAwait(false);
+    }
+
+    /// <summary>Runs (or serves from the record) step <paramref name="name"/>; returns its result as JSON.</summary>
+    protected abstract Task<string> ExecuteAsync(string name, Func<CancellationToken, Task<string>> invoke, StepOptions? options);
+
+    /// <summary>Starts the child once and waits for it; returns its output as JSON.</summary>
+    protected abstract Task<string> RunChildAsync(string name, string workflow, object? input, ChildWorkflowOptions options);
+
+    /// <summary>Starts the child once; returns its run id.</summary>
+    protected abstract Task<string> EmitChildAsync(string name, string workflow, object? input, ChildWorkflowOptions options);
+
+    /// <summary>Runs a step function under its timeout: at the deadline its token is canceled and the step fails.</summary>
+    internal static async Task<string> InvokeAsync(string name, Func<CancellationToken, Task<string>> invoke, StepOptions? options, CancellationToken runToken)
+    {
+        if (options?.Timeout is not { } timeout)
+            return await invoke(runToken).ConfigureAwait(false);
+        if (timeout <= TimeSpan.Zero)
+            throw new ArgumentOutOfRangeException(nameof(options), timeout, $"Step '{name}': StepOptions.Timeout must be positive.");
+        using var cts = CancellationTokenSource.CreateLinkedTokenSource(runToken);
+        var task = invoke(cts.Token);
+        try
+        {
+            return await task.WaitAsync(timeout, runToken).ConfigureAwait(false);
+        }
+        catch (TimeoutException)
+        {
+            cts.Cancel();
+            _ = task.ContinueWith(static t => _ = t.Exception, TaskScheduler.Default); // observe a late fault
+            throw new RedflowTimeoutException($"Step '{name}' timed out after {timeout}.");
+        }
+    }
+
+    private void Reserve(string name)
+    {
+        Names.Check(name, "step name");
+        lock (_names)
+        {
+            if (!_names.Add(name))
+                throw new InvalidOperationException($"Step '{name}' was already called in this run: step names must be unique within a run.");
+        }
+    }
+
+    internal static string SerializeResult<T>(string name, T value)
+    {
+        try
+        {
+            return JsonSerializer.Serialize(value, RedflowJson.Options);
+        }
+        catch (Exception ex) when (ex is JsonException or NotSupportedException or InvalidOperationException)
+        {
+            throw new NonRetriableException($"The result of step '{name}' ({typeof(T).Name}) cannot be serialized to JSON: {ex.Message}", ex);
+        }
+    }
+
+    internal static T ReadResult<T>(string name, string json)
+    {
+        try
+        {
+            return JsonSerializer.Deserialize<T>(json, RedflowJson.Options)!;
+        }
+        catch (JsonException ex)
+        {
+            throw new NonRetriableException($"The recorded result of step '{name}' does not fit {typeof(T).Name} at {ex.Path ?? "$"}: {ex.Message}", ex);
+        }
+    }
+}
