@@ -45,6 +45,8 @@ internal sealed class Keys
     public RedisKey Counters => Base + "counters";
     public RedisChannel Doorbell => RedisChannel.Literal(Base + "doorbell");
     public RedisChannel Done => RedisChannel.Literal(Base + "done");
+    public RedisChannel Cancel => RedisChannel.Literal(Base + "cancel");
+    public RedisKey Cancels => Base + "cancels";
 
     /// <summary>The status as stored: lower case.</summary>
     public static string StatusName(RunStatus status) => status switch

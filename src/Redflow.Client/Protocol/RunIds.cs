@@ -13,6 +13,18 @@ internal static class RunIds
         Span<byte> bytes = stackalloc byte[16];
         BinaryPrimitives.WriteUInt64BigEndian(bytes, (ulong)DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() << 16);
         RandomNumberGenerator.Fill(bytes[6..]);
+        return Encode(bytes);
+    }
+
+    /// <summary>The id of the child a parent's step starts in one attempt: the same inputs give the same id.</summary>
+    public static string Child(string parentRunId, string step, int attempt)
+    {
+        var hash = SHA256.HashData(System.Text.Encoding.UTF8.GetBytes($"{parentRunId}\0{step}\0{attempt}"));
+        return Encode(hash.AsSpan(0, 16));
+    }
+
+    private static string Encode(ReadOnlySpan<byte> bytes)
+    {
         var value = BinaryPrimitives.ReadUInt128BigEndian(bytes);
         Span<char> chars = stackalloc char[30];
         "run_".CopyTo(chars);

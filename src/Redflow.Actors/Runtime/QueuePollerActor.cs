@@ -1,0 +1,90 @@
+using Akka.Actor;
+using Akka.Event;
+using Redflow.Protocol;
+
+namespace Redflow.Runtime;
+
+/// <summary>Claim up to <paramref name="Max"/> runs from this poller's queue (the worker's free slots).</summary>
+internal sealed record ClaimRuns(int Max);
+
+/// <summary>The poller's answer: how many runs it leased (each now has a RunActor), or that the claim failed.</summary>
+internal sealed record RunsClaimed(int Count, bool Failed);
+
+/// <summary>A RunActor of this poller stopped: its slot is free again.</summary>
+internal sealed record SlotFreed
+{
+    public static readonly SlotFreed Instance = new();
+}
+
+/// <summary>
+/// One per queue. Claims runs with the non-blocking claim script when the worker offers free slots, and
+/// spawns a supervised RunActor per leased run. A claim that fails is reported (the worker backs off);
+/// an unanswered claim is repeated with the same request id, so a lost answer does not strand leased runs.
+/// </summary>
+internal sealed class QueuePollerActor : ReceiveActor
+{
+    private sealed record Claimed(IReadOnlyList<ClaimedRun> Runs, long SentAt, IActorRef ReplyTo);
+    private sealed record ClaimFailed(Exception Error, IActorRef ReplyTo);
+
+    /// <summary>A run of a workflow this worker does not have goes back to the queue after this delay.</summary>
+    internal static readonly TimeSpan UnknownWorkflowDelay = TimeSpan.FromSeconds(5);
+
+    private readonly ILoggingAdapter _log = Context.GetLogger();
+    private readonly WorkerContext _ctx;
+    private readonly string _queue;
+    private readonly IActorRef _renewer;
+    private string? _unansweredRequest;
+
+    public QueuePollerActor(WorkerContext ctx, string queue, IActorRef renewer)
+    {
+        _ctx = ctx;
+        _queue = queue;
+        _renewer = renewer;
+        Receive<ClaimRuns>(OnClaimRuns);
+        Receive<Claimed>(OnClaimed);
+        Receive<ClaimFailed>(m =>
+        {
+            _log.Warning(m.Error, "Claim on queue {0} failed", _queue);
+            m.ReplyTo.Tell(new RunsClaimed(0, Failed: true));
+        });
+        Receive<StopRun>(m =>
+        {
+            foreach (var child in Context.GetChildren()) child.Tell(m);
+        });
+        Receive<Terminated>(_ => Context.Parent.Tell(SlotFreed.Instance));
+    }
+
+    /// <summary>Never restart a RunActor (it owns a running handler): stop it; its PostStop hands the run back.</summary>
+    protected override SupervisorStrategy SupervisorStrategy() => new OneForOneStrategy(_ => Directive.Stop);
+
+    private void OnClaimRuns(ClaimRuns m)
+    {
+        var requestId = _unansweredRequest ?? Guid.NewGuid().ToString("N");
+        _unansweredRequest = requestId;
+        var sentAt = WorkerContext.Now();
+        var replyTo = Sender;
+        // Durability point: the claim leases runs in Redis with a fencing token; nothing is held locally before it.
+        _ctx.Store.ClaimAsync(_queue, m.Max, _ctx.Node, _ctx.Options.Lease, requestId, _ctx.Options.AbandonAfter)
+            .PipeTo(Self, success: runs => new Claimed(runs, sentAt, replyTo), failure: ex => new ClaimFailed(ex, replyTo));
+    }
+
+    private void OnClaimed(Claimed m)
+    {
+        _unansweredRequest = null;
+        var started = 0;
+        foreach (var run in m.Runs)
+        {
+            if (!_ctx.Workflows.TryGetValue(run.Workflow, out var definition))
+            {
+                _log.Warning("Run {0} is of workflow '{1}', which this worker does not have; handing it back", run.Id, run.Workflow);
+                _ = _ctx.Store.HandBackAsync(run.Id, run.Token, UnknownWorkflowDelay);
+                continue;
+            }
+            if (!Context.Child("run-" + run.Id).IsNobody()) continue; // a repeated claim answer: already running here
+            var actor = Context.ActorOf(Props.Create(() => new RunActor(_ctx, run, definition, _renewer, m.SentAt)), "run-" + run.Id);
+            Context.Watch(actor);
+            started++;
+        }
+        m.ReplyTo.Tell(new RunsClaimed(started, Failed: false));
+    }
+}

@@ -1,0 +1,22 @@
+using System.Text.Json;
+using Redflow.Protocol;
+
+namespace Redflow.Runtime;
+
+/// <summary>Publishes a worker's workflows and heartbeat (the register script): at start and every few seconds.</summary>
+internal static class Registration
+{
+    public static Task RegisterAsync(WorkerContext ctx)
+    {
+        var o = ctx.Options;
+        var info = JsonSerializer.Serialize(new WorkerHeartbeat(o.App, o.EffectiveQueues, o.Concurrency), RedflowJson.Options);
+        var workflows = ctx.Workflows.Values.Select(w => new WorkflowRegistration(
+            w.Name, w.Options.Queue, w.Options.MaxConcurrency, w.Options.MaxAttempts, w.Options.Retention, w.Options.OnFailure is not null,
+            JsonSerializer.Serialize(w.Options.Cron.Select(t =>
+            {
+                var s = CronSchedule.Parse(t, w.Name);
+                return new PublishedCron(s.Id, t.Expression, t.Timezone);
+            }), RedflowJson.Options))).ToList();
+        return ctx.Store.RegisterAsync(o.App, ctx.Node, info, workflows);
+    }
+}

@@ -1,0 +1,277 @@
+using System.Text.Json;
+using Akka.Actor;
+using Akka.Event;
+using Redflow.Protocol;
+
+namespace Redflow.Runtime;
+
+/// <summary>Told to a RunActor: stop the handler for this reason (the worker is stopping).</summary>
+internal sealed record StopRun(StopReason Reason);
+
+/// <summary>
+/// Owns one leased run: starts its handler as a task, serves its steps (cached results from the claim, or a
+/// StepActor per new step), keeps a local lease deadline from the renewals and cancels its own handler
+/// before that deadline passes (self-fencing), and records the outcome with one fenced script:
+/// complete, fail-or-retry, cancel or hand back. The run's fate follows <see cref="StopReason"/>, never
+/// the exception type. It is never restarted (a restart would leave the old handler running beside a new
+/// one); if it faults, its supervisor stops it and <see cref="PostStop"/> hands the run back.
+/// </summary>
+internal sealed class RunActor : ReceiveActor, IWithTimers
+{
+    private sealed record HandlerSucceeded(string Output);
+    private sealed record HandlerFailed(Exception Error);
+    private sealed record FenceCheck;
+    private sealed record HandBackNow;
+    private sealed record OutcomeWritten(WriteOutcome Outcome);
+    private sealed record OutcomeFailed(Exception Error);
+    private sealed record RetryOutcome;
+
+    /// <summary>How long a handler told to stop (worker stopping) may take before the run is handed back anyway.</summary>
+    internal static readonly TimeSpan StopWait = TimeSpan.FromSeconds(5);
+
+    private readonly ILoggingAdapter _log = Context.GetLogger();
+    private readonly WorkerContext _ctx;
+    private readonly ClaimedRun _run;
+    private readonly WorkflowDefinition _definition;
+    private readonly IActorRef _renewer;
+    private readonly RunStop _stop = new();
+    private readonly Dictionary<string, string> _cache;
+    private long _localDeadline;
+    private int _stepCount;
+    private StepFailed? _failedStep;
+    private Func<Task<WriteOutcome>>? _outcome; // the outcome being recorded, once chosen
+    private string _outcomeName = "";
+    private int _outcomeAttempts;
+    private bool _finished;
+
+    public RunActor(WorkerContext ctx, ClaimedRun run, WorkflowDefinition definition, IActorRef renewer, long claimSentAt)
+    {
+        _ctx = ctx;
+        _run = run;
+        _definition = definition;
+        _renewer = renewer;
+        _cache = new Dictionary<string, string>(run.CachedSteps, StringComparer.Ordinal);
+        _localDeadline = WorkerContext.After(claimSentAt, ctx.Options.Lease);
+
+        Receive<RunStep>(OnRunStep);
+        Receive<StepRecorded>(m => _cache[m.Name] = m.Output);
+        Receive<StepFailed>(m => _failedStep = m);
+        Receive<HandlerSucceeded>(OnHandlerSucceeded);
+        Receive<HandlerFailed>(m => OnHandlerFailed(StepActor.Unwrap(m.Error)));
+        Receive<LeaseRenewed>(m =>
+        {
+            _localDeadline = Math.Max(_localDeadline, m.LocalDeadline);
+            ScheduleFenceCheck();
+        });
+        Receive<FenceCheck>(_ => CheckFence());
+        Receive<LeaseLost>(_ => OnLeaseLost());
+        Receive<CancelRequested>(_ =>
+        {
+            if (_stop.Request(StopReason.CancelRequested)) _log.Info("Run {0}: cancel requested, handler token canceled", _run.Id);
+        });
+        Receive<StopRun>(m =>
+        {
+            _stop.Request(m.Reason);
+            // A handler that ignores its token is not waited for forever: the run is handed back.
+            Timers.StartSingleTimer("stop-wait", new HandBackNow(), StopWait);
+        });
+        Receive<HandBackNow>(_ => Record("hand back", () => _ctx.Store.HandBackAsync(_run.Id, _run.Token, TimeSpan.Zero)));
+        Receive<OutcomeWritten>(OnOutcomeWritten);
+        Receive<OutcomeFailed>(OnOutcomeFailed);
+        Receive<RetryOutcome>(_ => WriteOutcome());
+    }
+
+    public ITimerScheduler Timers { get; set; } = null!;
+
+    /// <summary>Step actors own no handler; one that faults is stopped (its handler call fails, see StepActor.PostStop).</summary>
+    protected override SupervisorStrategy SupervisorStrategy() => new OneForOneStrategy(_ => Directive.Stop);
+
+    protected override void PreStart()
+    {
+        _renewer.Tell(new TrackLease(_run.Id, _run.Token, Self));
+        ScheduleFenceCheck();
+        var info = new RunInfo(_run.Id, _run.Workflow, _run.Queue, _run.Attempt, _run.MaxAttempts);
+        var scope = new RunScope(info, _stop, new ActorStepApi(Self, _stop.Token, _ctx, _run), _ctx.Options.Services);
+        // The handler runs as a task off the actor's thread; its outcome comes back as a message.
+        Task.Run(() => _definition.ExecuteAsync(_run.Input, scope))
+            .PipeTo(Self, success: output => new HandlerSucceeded(output), failure: ex => new HandlerFailed(ex));
+    }
+
+    protected override void PostStop()
+    {
+        if (_finished) return;
+        // Stopped without an outcome (a fault, or the actor system shutting down): hand the run back.
+        _renewer.Tell(new UntrackLease(_run.Id));
+        _stop.Request(StopReason.WorkerStopping);
+        var log = _log;
+        var runId = _run.Id;
+        _ = _ctx.Store.HandBackAsync(_run.Id, _run.Token, TimeSpan.Zero).ContinueWith(
+            t => log.Warning(t.Exception, "Run {0}: hand-back after a fault failed; the reaper will take it back", runId),
+            TaskContinuationOptions.OnlyOnFaulted);
+    }
+
+    private void OnRunStep(RunStep step)
+    {
+        if (_outcome is not null || _stop.Reason == StopReason.LeaseLost)
+        {
+            step.Reply.TrySetException(new LeaseLostException(_run.Id));
+            return;
+        }
+        // Durability point: a step recorded in an earlier attempt is served from the record, never run again.
+        if (_cache.TryGetValue(step.Name, out var cached))
+        {
+            step.Reply.TrySetResult(cached);
+            return;
+        }
+        Context.ActorOf(Props.Create(() => new StepActor(_ctx, _run, step, _stop.Token)), "step-" + ++_stepCount);
+    }
+
+    private void OnHandlerSucceeded(HandlerSucceeded m)
+    {
+        switch (_stop.Reason)
+        {
+            case StopReason.LeaseLost:
+                Finish();
+                return;
+            case StopReason.CancelRequested:
+                RecordCanceled();
+                return;
+        }
+        var size = System.Text.Encoding.UTF8.GetByteCount(m.Output);
+        if (size > _ctx.Options.MaxPayloadBytes)
+        {
+            OnHandlerFailed(new NonRetriableException($"The output of workflow '{_run.Workflow}' is {size} bytes of JSON; the limit is {_ctx.Options.MaxPayloadBytes} (StartWorkerOptions.MaxPayloadBytes)."));
+            return;
+        }
+        // Durability point: the run succeeds with its output, fenced by the lease token.
+        Record("complete", () => _ctx.Store.CompleteAsync(_run.Id, _run.Token, m.Output));
+    }
+
+    private void OnHandlerFailed(Exception error)
+    {
+        switch (_stop.Reason)
+        {
+            case StopReason.LeaseLost:
+                Finish(); // another worker owns the run: record nothing
+                return;
+            case StopReason.CancelRequested:
+                RecordCanceled();
+                return;
+            case StopReason.WorkerStopping:
+                Record("hand back", () => _ctx.Store.HandBackAsync(_run.Id, _run.Token, TimeSpan.Zero));
+                return;
+        }
+        var retriable = error is not (NonRetriableException or InputValidationException);
+        var delay = _definition.Options.Retry.DelayAfter(_run.Attempt);
+        var step = _failedStep is { } f && ReferenceEquals(f.Error, error) ? f : _failedStep;
+        _log.Warning(error, "Run {0} ({1}) attempt {2}/{3} failed", _run.Id, _run.Workflow, _run.Attempt, _run.MaxAttempts);
+        // Durability point: the durable retry. The script counts the attempt and schedules the next one
+        // after the backoff, or fails the run for good.
+        Record("fail", async () =>
+        {
+            var result = await _ctx.Store.FailAsync(_run.Id, _run.Token, RunError.From(error), retriable, delay,
+                step?.Name, _run.Attempt, step?.Ran ?? TimeSpan.Zero).ConfigureAwait(false);
+            return result.Outcome;
+        });
+    }
+
+    private void RecordCanceled() =>
+        Record("cancel", async () =>
+            await _ctx.Store.CancelAsync(_run.Id, null, _ctx.Options.CancelGrace, _run.Token).ConfigureAwait(false)
+                ? Protocol.WriteOutcome.Ok : Protocol.WriteOutcome.Fenced);
+
+    /// <summary>Chooses the run's outcome (once) and writes it; a Redis error is retried in place until the lease runs out.</summary>
+    private void Record(string name, Func<Task<WriteOutcome>> write)
+    {
+        if (_outcome is not null || _finished) return;
+        _outcome = write;
+        _outcomeName = name;
+        WriteOutcome();
+    }
+
+    private void WriteOutcome() =>
+        _outcome!().PipeTo(Self, success: o => new OutcomeWritten(o), failure: ex => new OutcomeFailed(ex));
+
+    private void OnOutcomeWritten(OutcomeWritten m)
+    {
+        if (m.Outcome == Protocol.WriteOutcome.Fenced)
+            _log.Warning("Run {0}: {1} not recorded: the lease was lost", _run.Id, _outcomeName);
+        Finish();
+    }
+
+    private void OnOutcomeFailed(OutcomeFailed m)
+    {
+        if (WorkerContext.Until(_localDeadline) <= TimeSpan.Zero)
+        {
+            _log.Error(m.Error, "Run {0}: could not record {1} before the lease ran out; another worker will resume the run", _run.Id, _outcomeName);
+            Finish();
+            return;
+        }
+        var delay = Backoff.Delay(++_outcomeAttempts);
+        _log.Warning(m.Error, "Run {0}: recording {1} failed; retrying in {2}", _run.Id, _outcomeName, delay);
+        Timers.StartSingleTimer("retry-outcome", new RetryOutcome(), delay);
+    }
+
+    private void ScheduleFenceCheck()
+    {
+        var due = WorkerContext.Until(_localDeadline) - _ctx.FenceMargin;
+        Timers.StartSingleTimer("fence", new FenceCheck(), due > TimeSpan.Zero ? due : TimeSpan.Zero);
+    }
+
+    private void CheckFence()
+    {
+        if (WorkerContext.Until(_localDeadline) - _ctx.FenceMargin > TimeSpan.Zero)
+        {
+            ScheduleFenceCheck();
+            return;
+        }
+        // Self-fencing: the lease could not be renewed in time; stop before another worker can take the run.
+        _log.Warning("Run {0}: lease not renewed in time; canceling the handler (lease lost)", _run.Id);
+        OnLeaseLost();
+    }
+
+    private void OnLeaseLost()
+    {
+        _stop.Request(StopReason.LeaseLost);
+        Finish();
+    }
+
+    private void Finish()
+    {
+        if (_finished) return;
+        _finished = true;
+        _renewer.Tell(new UntrackLease(_run.Id));
+        Context.Stop(Self);
+    }
+
+    /// <summary>The steps of a run on a worker: each call goes to the RunActor (cache or StepActor).</summary>
+    private sealed class ActorStepApi(IActorRef run, CancellationToken token, WorkerContext ctx, ClaimedRun claimed) : StepApi
+    {
+        protected override async Task<string> ExecuteAsync(string name, Func<CancellationToken, Task<string>> invoke, StepOptions? options)
+        {
+            var reply = new TaskCompletionSource<string>(TaskCreationOptions.RunContinuationsAsynchronously);
+            run.Tell(new RunStep(name, invoke, options, reply));
+            await using var _ = token.Register(() => reply.TrySetCanceled(token));
+            return await reply.Task.ConfigureAwait(false);
+        }
+
+        protected override Task<string> RunChildAsync(string name, string workflow, object? input, ChildWorkflowOptions options) =>
+            throw new NotSupportedException("RunWorkflowAsync arrives with child workflow support.");
+
+        /// <summary>
+        /// Emits the child as a step. Its run id is derived from (parent, step, attempt), so a repeat of this
+        /// attempt (a crash between the emit and the step record) finds the same child instead of a second one.
+        /// </summary>
+        protected override async Task<string> EmitChildAsync(string name, string workflow, object? input, ChildWorkflowOptions options)
+        {
+            var json = await ExecuteAsync(name, async ct =>
+            {
+                var emit = new EmitOptions { IdempotencyKey = options.IdempotencyKey, RunAt = options.RunAt, Queue = options.Queue };
+                var id = await ctx.Client.EmitAsync(workflow, ctx.Client.SerializeInput(workflow, input), emit, null, null,
+                    claimed.Id, null, ct, RunIds.Child(claimed.Id, name, claimed.Attempt)).ConfigureAwait(false);
+                return System.Text.Json.JsonSerializer.Serialize(id);
+            }, null).ConfigureAwait(false);
+            return ReadResult<string>(name, json);
+        }
+    }
+}

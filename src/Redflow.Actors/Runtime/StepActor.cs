@@ -1,0 +1,124 @@
+using Akka.Actor;
+using Akka.Event;
+using Redflow.Protocol;
+
+namespace Redflow.Runtime;
+
+/// <summary>The handler asks its RunActor to run step <paramref name="Name"/>; the answer comes back through <paramref name="Reply"/> (local only).</summary>
+internal sealed record RunStep(string Name, Func<CancellationToken, Task<string>> Invoke, StepOptions? Options, TaskCompletionSource<string> Reply);
+
+/// <summary>A step's result is recorded in Redis (told to the RunActor, which caches it for this attempt).</summary>
+internal sealed record StepRecorded(string Name, string Output);
+
+/// <summary>A step's function failed (told to the RunActor, which records the failed step with the run's failure).</summary>
+internal sealed record StepFailed(string Name, Exception Error, TimeSpan Ran);
+
+/// <summary>
+/// One step call that was not served from the cache: runs the step function (off the actor thread),
+/// records its result with the run's fencing token, then answers the handler. A Redis error while
+/// recording is retried in place with backoff for as long as the run's token stands; a fenced write
+/// means the lease is gone, and the RunActor is told.
+/// </summary>
+internal sealed class StepActor : ReceiveActor, IWithTimers
+{
+    private sealed record FunctionDone(string Output);
+    private sealed record FunctionFailed(Exception Error);
+    private sealed record Recorded(WriteOutcome Outcome, string Output);
+    private sealed record RecordFailed(Exception Error);
+    private sealed record RetryRecord;
+
+    private readonly ILoggingAdapter _log = Context.GetLogger();
+    private readonly WorkerContext _ctx;
+    private readonly ClaimedRun _run;
+    private readonly RunStep _step;
+    private readonly CancellationToken _runToken;
+    private readonly long _started = WorkerContext.Now();
+    private string _output = RedflowJson.Null;
+    private TimeSpan _ran;
+    private int _recordAttempts;
+
+    public StepActor(WorkerContext ctx, ClaimedRun run, RunStep step, CancellationToken runToken)
+    {
+        _ctx = ctx;
+        _run = run;
+        _step = step;
+        _runToken = runToken;
+        Receive<FunctionDone>(OnFunctionDone);
+        Receive<FunctionFailed>(m => Fail(Unwrap(m.Error)));
+        Receive<Recorded>(OnRecorded);
+        Receive<RecordFailed>(OnRecordFailed);
+        Receive<RetryRecord>(_ => Record());
+    }
+
+    public ITimerScheduler Timers { get; set; } = null!;
+
+    protected override void PreStart() =>
+        // Task.Run: a step function that blocks synchronously must not block this actor's thread.
+        Task.Run(() => StepApi.InvokeAsync(_step.Name, _step.Invoke, _step.Options, _runToken))
+            .PipeTo(Self, success: json => new FunctionDone(json), failure: ex => new FunctionFailed(ex));
+
+    protected override void PostStop() =>
+        _step.Reply.TrySetException(new RedflowException($"Step '{_step.Name}' of run {_run.Id} was interrupted (its worker is stopping)."));
+
+    private void OnFunctionDone(FunctionDone m)
+    {
+        _ran = WorkerContext.Until(_started).Negate();
+        var size = System.Text.Encoding.UTF8.GetByteCount(m.Output);
+        if (size > _ctx.Options.MaxPayloadBytes)
+        {
+            Fail(new NonRetriableException($"The result of step '{_step.Name}' of workflow '{_run.Workflow}' is {size} bytes of JSON; the limit is {_ctx.Options.MaxPayloadBytes} (StartWorkerOptions.MaxPayloadBytes)."));
+            return;
+        }
+        _output = m.Output;
+        Record();
+    }
+
+    // Durability point: the step's result is recorded once, fenced by the run's token.
+    private void Record() =>
+        _ctx.Store.RecordStepAsync(_run.Id, _run.Token, _step.Name, _run.Attempt, _output, _ran)
+            .PipeTo(Self, success: r => new Recorded(r.Outcome, r.Output), failure: ex => new RecordFailed(ex));
+
+    private void OnRecorded(Recorded m)
+    {
+        if (m.Outcome == WriteOutcome.Fenced)
+        {
+            _log.Warning("Run {0}: step '{1}' not recorded: the lease was lost", _run.Id, _step.Name);
+            Context.Parent.Tell(LeaseLost.Instance);
+            _step.Reply.TrySetException(new LeaseLostException(_run.Id));
+        }
+        else
+        {
+            Context.Parent.Tell(new StepRecorded(_step.Name, m.Output));
+            _step.Reply.TrySetResult(m.Output);
+        }
+        Context.Stop(Self);
+    }
+
+    private void OnRecordFailed(RecordFailed m)
+    {
+        if (_runToken.IsCancellationRequested)
+        {
+            _step.Reply.TrySetException(new OperationCanceledException(_runToken));
+            Context.Stop(Self);
+            return;
+        }
+        var delay = Backoff.Delay(++_recordAttempts);
+        _log.Warning(m.Error, "Run {0}: recording step '{1}' failed; retrying in {2}", _run.Id, _step.Name, delay);
+        Timers.StartSingleTimer("retry", new RetryRecord(), delay);
+    }
+
+    private void Fail(Exception error)
+    {
+        Context.Parent.Tell(new StepFailed(_step.Name, error, WorkerContext.Until(_started).Negate()));
+        _step.Reply.TrySetException(error);
+        Context.Stop(Self);
+    }
+
+    internal static Exception Unwrap(Exception ex) => ex is AggregateException { InnerExceptions.Count: 1 } agg ? Unwrap(agg.InnerExceptions[0]) : ex;
+}
+
+/// <summary>Backoff for retrying a Redis write in place: 100 ms doubling up to 2 s.</summary>
+internal static class Backoff
+{
+    public static TimeSpan Delay(int attempt) => TimeSpan.FromMilliseconds(Math.Min(2000, 100 * Math.Pow(2, Math.Min(attempt - 1, 5))));
+}

@@ -1,0 +1,171 @@
+using Akka.Actor;
+using Akka.Event;
+
+namespace Redflow.Runtime;
+
+/// <summary>A queue got ready runs (the doorbell channel), or a fallback poll is due.</summary>
+internal sealed record Poll
+{
+    public static readonly Poll Instance = new();
+}
+
+/// <summary>Stop taking runs, let running ones finish within the timeout, then hand the rest back; answered with <see cref="WorkerStopped"/>.</summary>
+internal sealed record StopWorker(TimeSpan Timeout);
+
+/// <summary>Every run of the worker has finished or was handed back.</summary>
+internal sealed record WorkerStopped
+{
+    public static readonly WorkerStopped Instance = new();
+}
+
+/// <summary>
+/// The top of one worker. Owns the slot pool (<c>Concurrency</c> slots shared by all queues) and hands free
+/// slots to the queue pollers in the queues' listed order, one claim at a time (a pass). Wakes on the
+/// doorbell, on a freed slot and on a slow fallback timer (<c>BlmoveTimeout</c>); backs off when claims
+/// fail so a Redis outage does not spin. Also runs the LeaseRenewer, the local reaper (standalone) and the
+/// heartbeat that keeps the worker's registration fresh.
+/// </summary>
+internal sealed class WorkerActor : ReceiveActor, IWithTimers
+{
+    private sealed record DrainTimeout;
+    private sealed record Heartbeat;
+
+    /// <summary>How often the worker refreshes its registration (workflow metadata and liveness).</summary>
+    internal static readonly TimeSpan HeartbeatInterval = TimeSpan.FromSeconds(5);
+
+    private readonly ILoggingAdapter _log = Context.GetLogger();
+    private readonly WorkerContext _ctx;
+    private readonly Func<Task> _register;
+    private readonly List<IActorRef> _pollers = [];
+    private int _free;
+    private bool _passInFlight;
+    private int _passQueue;
+    private int _claimedInPass;
+    private bool _pollAgain;
+    private int _failures;
+    private IActorRef? _stopRequester;
+    private IActorRef _renewer = ActorRefs.Nobody;
+
+    public WorkerActor(WorkerContext ctx, Func<Task> register)
+    {
+        _ctx = ctx;
+        _register = register;
+        _free = ctx.Options.Concurrency;
+        Receive<Poll>(_ => StartPass());
+        Receive<RunsClaimed>(OnRunsClaimed);
+        Receive<SlotFreed>(_ =>
+        {
+            _free++;
+            if (_stopRequester is not null) CheckStopped();
+            else StartPass();
+        });
+        Receive<StopWorker>(OnStopWorker);
+        Receive<CancelRequested>(m => _renewer.Forward(m)); // from the cancel channel; the renewer knows which RunActor holds the run
+        Receive<DrainTimeout>(_ =>
+        {
+            _log.Info("Worker {0}: {1} runs still running after the shutdown timeout; canceling them (worker stopping)", _ctx.Node, InFlight);
+            foreach (var poller in _pollers) poller.Tell(new StopRun(StopReason.WorkerStopping));
+        });
+        Receive<Heartbeat>(_ => _register().PipeTo(Self, success: () => Status.Success.Instance));
+        Receive<Status.Success>(_ => { });
+        Receive<Status.Failure>(f => _log.Warning(f.Cause, "Worker {0}: heartbeat failed", _ctx.Node));
+    }
+
+    public ITimerScheduler Timers { get; set; } = null!;
+
+    private int InFlight => _ctx.Options.Concurrency - _free;
+
+    /// <summary>
+    /// Pollers own RunActors, so they are resumed, not restarted, on an unexpected fault (a restart would stop
+    /// their runs). Their Redis errors are answers, not faults. The reaper has its own backoff supervisor.
+    /// </summary>
+    protected override SupervisorStrategy SupervisorStrategy() => new OneForOneStrategy(ex =>
+    {
+        _log.Error(ex, "Worker {0}: a child actor faulted; resuming it", _ctx.Node);
+        return Directive.Resume;
+    });
+
+    protected override void PreStart()
+    {
+        var renewer = _renewer = Context.ActorOf(Props.Create(() => new LeaseRenewer(_ctx)), "lease-renewer");
+        var queues = _ctx.Options.EffectiveQueues;
+        for (var i = 0; i < queues.Count; i++)
+        {
+            var queue = queues[i];
+            _pollers.Add(Context.ActorOf(Props.Create(() => new QueuePollerActor(_ctx, queue, renewer)), $"poller-{i}"));
+        }
+        if (_ctx.Options.RunReaper)
+            Context.ActorOf(ReaperActor.SupervisedProps(_ctx), "reaper-supervisor");
+        // Fallback poll: the doorbell wakes idle pollers at once; this catches a lost doorbell message.
+        Timers.StartPeriodicTimer("poll", Poll.Instance, _ctx.Options.BlmoveTimeout);
+        Timers.StartPeriodicTimer("heartbeat", new Heartbeat(), HeartbeatInterval);
+        Self.Tell(Poll.Instance);
+    }
+
+    /// <summary>Offers the free slots to the first queue; the rest of the pass follows in <see cref="OnRunsClaimed"/>.</summary>
+    private void StartPass()
+    {
+        if (_stopRequester is not null || _free <= 0) return;
+        if (_passInFlight)
+        {
+            _pollAgain = true;
+            return;
+        }
+        _passInFlight = true;
+        _pollAgain = false;
+        _passQueue = 0;
+        _claimedInPass = 0;
+        _pollers[0].Tell(new ClaimRuns(_free));
+    }
+
+    private void OnRunsClaimed(RunsClaimed m)
+    {
+        _free -= m.Count;
+        _claimedInPass += m.Count;
+        if (m.Failed)
+        {
+            // Back off: 100 ms doubling to 5 s, so an outage does not spin. The fallback poll timer is paused meanwhile.
+            _passInFlight = false;
+            var delay = TimeSpan.FromMilliseconds(Math.Min(5000, 100 * Math.Pow(2, Math.Min(++_failures, 6))));
+            Timers.Cancel("poll");
+            Timers.StartSingleTimer("backoff", Poll.Instance, delay);
+            Timers.StartPeriodicTimer("poll", Poll.Instance, delay + _ctx.Options.BlmoveTimeout);
+            return;
+        }
+        if (_failures > 0)
+        {
+            _failures = 0;
+            Timers.StartPeriodicTimer("poll", Poll.Instance, _ctx.Options.BlmoveTimeout);
+        }
+        if (_free > 0 && _stopRequester is null && ++_passQueue < _pollers.Count)
+        {
+            _pollers[_passQueue].Tell(new ClaimRuns(_free));
+            return;
+        }
+        _passInFlight = false;
+        if (_stopRequester is not null)
+        {
+            CheckStopped();
+            return;
+        }
+        // Runs were found and slots remain, or something woke us mid-pass: there may be more.
+        if (_claimedInPass > 0 || _pollAgain) StartPass();
+    }
+
+    private void OnStopWorker(StopWorker m)
+    {
+        _stopRequester = Sender;
+        Timers.Cancel("poll");
+        Timers.Cancel("backoff");
+        _log.Info("Worker {0} stopping: {1} runs in flight", _ctx.Node, InFlight);
+        Timers.StartSingleTimer("drain", new DrainTimeout(), m.Timeout);
+        CheckStopped();
+    }
+
+    private void CheckStopped()
+    {
+        if (InFlight > 0 || _passInFlight) return;
+        Timers.Cancel("drain");
+        _stopRequester!.Tell(WorkerStopped.Instance);
+    }
+}

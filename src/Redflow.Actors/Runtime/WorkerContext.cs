@@ -1,0 +1,20 @@
+using System.Diagnostics;
+using Redflow.Protocol;
+
+namespace Redflow.Runtime;
+
+/// <summary>What every actor of one worker shares: its options, its store, its node id and its workflows. Immutable.</summary>
+internal sealed record WorkerContext(StartWorkerOptions Options, RedisStore Store, RedisRedflowClient Client, string Node, IReadOnlyDictionary<string, WorkflowDefinition> Workflows)
+{
+    /// <summary>How long before the lease deadline a run cancels its own handler (self-fencing), so it stops before another worker can take the run over.</summary>
+    public TimeSpan FenceMargin => TimeSpan.FromTicks(Math.Max(Options.Lease.Ticks / 5, TimeSpan.FromMilliseconds(100).Ticks));
+
+    /// <summary>A monotonic timestamp (for local lease deadlines: immune to wall-clock changes).</summary>
+    public static long Now() => Stopwatch.GetTimestamp();
+
+    /// <summary>The monotonic timestamp <paramref name="span"/> after <paramref name="from"/>.</summary>
+    public static long After(long from, TimeSpan span) => from + (long)(span.TotalSeconds * Stopwatch.Frequency);
+
+    /// <summary>Time from now until a monotonic timestamp (negative when passed).</summary>
+    public static TimeSpan Until(long timestamp) => Stopwatch.GetElapsedTime(Stopwatch.GetTimestamp(), timestamp);
+}

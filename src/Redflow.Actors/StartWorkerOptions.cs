@@ -1,0 +1,97 @@
+using Microsoft.Extensions.Logging;
+
+namespace Redflow;
+
+/// <summary>Settings of a worker. Defaults are the ones listed on each property; all are checked at start.</summary>
+public sealed record StartWorkerOptions
+{
+    /// <summary>The application name shown in stats and workflow metadata. Default <c>"redflow-worker"</c>.</summary>
+    public string App { get; init; } = "redflow-worker";
+
+    /// <summary><c>redis://[user:password@]host[:port][/db]</c>, <c>rediss://</c>, or a StackExchange.Redis configuration string.</summary>
+    public string Url { get; init; } = "redis://localhost:6379";
+
+    /// <summary>The workflows this worker runs.</summary>
+    public IReadOnlyList<WorkflowDefinition> Workflows { get; init; } = [];
+
+    /// <summary>The queues it serves, in priority order: an earlier queue's runs are claimed first. Default: the queues of its workflows.</summary>
+    public IReadOnlyList<string>? Queues { get; init; }
+
+    /// <summary>One pool of slots shared by all its queues: at most this many runs at once. Default 10.</summary>
+    public int Concurrency { get; init; } = 10;
+
+    /// <summary>How long a lease lasts without renewal; renewed every third of it. Default 15 s.</summary>
+    public TimeSpan Lease { get; init; } = TimeSpan.FromSeconds(15);
+
+    /// <summary>The idle wait of a poller between fallback polls (a doorbell message wakes it earlier). Default 1 s.</summary>
+    public TimeSpan BlmoveTimeout { get; init; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>How often the reaper takes back expired leases and promotes due runs. Default 1 s.</summary>
+    public TimeSpan ReaperInterval { get; init; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>The key prefix, as on the client. Default <c>"redflow"</c>.</summary>
+    public string Prefix { get; init; } = "redflow";
+
+    /// <summary>How long a running run's handler has to honour a cancel before it is recorded canceled anyway. Default 30 s.</summary>
+    public TimeSpan CancelGrace { get; init; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>How long <see cref="RedflowWorker.StopAsync"/> lets running runs finish before it cancels them and hands them back. Default 30 s.</summary>
+    public TimeSpan ShutdownTimeout { get; init; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>A run is failed as abandoned after this many lease expiries in a row with no step recorded. Default 3.</summary>
+    public int AbandonAfter { get; init; } = 3;
+
+    /// <summary>Outputs and step results larger than this (UTF-8 JSON) fail with a clear error. Default 512 KiB.</summary>
+    public int MaxPayloadBytes { get; init; } = 512 * 1024;
+
+    /// <summary>Start even when Redis is older than 7 or its <c>maxmemory-policy</c> is not <c>noeviction</c> (not recommended). Default false.</summary>
+    public bool SkipPreconditionChecks { get; init; }
+
+    /// <summary>Run the reaper in this worker (standalone). In a cluster the reaper runs once per cluster instead. Default true.</summary>
+    public bool RunReaper { get; init; } = true;
+
+    /// <summary>Services for class-style workflows (constructor injection), or null to use their parameterless constructor.</summary>
+    public IServiceProvider? Services { get; init; }
+
+    /// <summary>Where the worker logs; null logs nothing (Akka's own warnings still go to its default logger).</summary>
+    public ILoggerFactory? LoggerFactory { get; init; }
+
+    /// <summary>The queues served: <see cref="Queues"/>, or those of the workflows in their listed order.</summary>
+    internal IReadOnlyList<string> EffectiveQueues =>
+        Queues is { Count: > 0 } queues ? queues : Workflows.Select(w => w.Options.Queue).Distinct(StringComparer.Ordinal).ToList();
+
+    /// <summary>Checks every option; throws <see cref="ArgumentOutOfRangeException"/> (or <see cref="ArgumentException"/>) naming it.</summary>
+    internal void Validate(TimeSpan connectionTimeout)
+    {
+        Names.Check(App, nameof(App));
+        Protocol.RedisConnection.CheckPrefix(Prefix);
+        if (Workflows is null || Workflows.Count == 0)
+            throw new ArgumentException("StartWorkerOptions.Workflows is empty: give the worker at least one workflow to run.", nameof(Workflows));
+        var duplicate = Workflows.GroupBy(w => w.Name, StringComparer.Ordinal).FirstOrDefault(g => g.Count() > 1);
+        if (duplicate is not null)
+            throw new ArgumentException($"StartWorkerOptions.Workflows names workflow '{duplicate.Key}' {duplicate.Count()} times.", nameof(Workflows));
+        foreach (var queue in EffectiveQueues) Names.Check(queue, "queue", allowColon: false);
+        Positive(Concurrency, nameof(Concurrency));
+        Positive(AbandonAfter, nameof(AbandonAfter));
+        Positive(MaxPayloadBytes, nameof(MaxPayloadBytes));
+        Positive(Lease, nameof(Lease));
+        Positive(BlmoveTimeout, nameof(BlmoveTimeout));
+        Positive(ReaperInterval, nameof(ReaperInterval));
+        Positive(CancelGrace, nameof(CancelGrace));
+        Positive(ShutdownTimeout, nameof(ShutdownTimeout));
+        if (Lease < TimeSpan.FromMilliseconds(300))
+            throw new ArgumentOutOfRangeException(nameof(Lease), Lease, "Lease must be at least 300 ms (it is renewed every third of it).");
+        if (BlmoveTimeout >= connectionTimeout)
+            throw new ArgumentOutOfRangeException(nameof(BlmoveTimeout), BlmoveTimeout, $"BlmoveTimeout must be below the connection's timeout ({connectionTimeout}).");
+    }
+
+    private static void Positive(int value, string name)
+    {
+        if (value <= 0) throw new ArgumentOutOfRangeException(name, value, $"{name} must be positive.");
+    }
+
+    private static void Positive(TimeSpan value, string name)
+    {
+        if (value <= TimeSpan.Zero) throw new ArgumentOutOfRangeException(name, value, $"{name} must be positive.");
+    }
+}
