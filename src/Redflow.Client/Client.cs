@@ -112,9 +112,6 @@ internal sealed class RedisRedflowClient : IRedflowClient
     /// <summary>How often a waiting <c>ResultAsync</c> re-reads the run, in case a completion message was lost.</summary>
     internal static readonly TimeSpan FallbackPoll = TimeSpan.FromSeconds(2);
 
-    /// <summary>How long a running run's handler has to honour a cancel before the reaper records it canceled.</summary>
-    internal TimeSpan CancelGrace { get; init; } = TimeSpan.FromSeconds(30);
-
     internal RedisRedflowClient(RedflowClientOptions options, RedisHandle redis, bool ownsConnection)
     {
         _options = options;
@@ -277,7 +274,7 @@ internal sealed class RedisRedflowClient : IRedflowClient
     {
         cancellationToken.ThrowIfCancellationRequested();
         var store = await StoreAsync().ConfigureAwait(false);
-        return await store.CancelAsync(Names.Check(runId, "run id"), reason, CancelGrace).ConfigureAwait(false);
+        return await store.CancelAsync(Names.Check(runId, "run id"), reason).ConfigureAwait(false);
     }
 
     public async Task<RunHandle> RerunAsync(string runId, CancellationToken cancellationToken = default)

@@ -7,7 +7,7 @@ namespace Redflow.Runtime;
 internal sealed record TrackLease(string RunId, string Token, IActorRef Run);
 
 /// <summary>A RunActor no longer holds (or no longer needs) its lease.</summary>
-internal sealed record UntrackLease(string RunId);
+internal sealed record UntrackLease(string RunId, string Token);
 
 /// <summary>A cancel was requested for a run (from the cancel channel); forwarded to the RunActor that holds it.</summary>
 internal sealed record CancelRequested(string RunId);
@@ -42,7 +42,11 @@ internal sealed class LeaseRenewer : ReceiveActor, IWithTimers
     {
         _ctx = ctx;
         Receive<TrackLease>(m => _leases[m.RunId] = (m.Token, m.Run));
-        Receive<UntrackLease>(m => _leases.Remove(m.RunId));
+        Receive<UntrackLease>(m =>
+        {
+            // Only the holder of this token: a stale actor of a run taken over must not drop the new holder's lease.
+            if (_leases.TryGetValue(m.RunId, out var lease) && lease.Token == m.Token) _leases.Remove(m.RunId);
+        });
         Receive<CancelRequested>(m =>
         {
             if (_leases.TryGetValue(m.RunId, out var lease)) lease.Run.Tell(m);

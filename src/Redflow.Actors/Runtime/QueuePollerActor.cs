@@ -33,13 +33,17 @@ internal sealed class QueuePollerActor : ReceiveActor
     private readonly WorkerContext _ctx;
     private readonly string _queue;
     private readonly IActorRef _renewer;
+    private readonly IActorRef _onFailure;
     private string? _unansweredRequest;
+    private readonly Dictionary<string, (string Token, IActorRef Actor)> _runs = new(StringComparer.Ordinal);
+    private readonly Dictionary<IActorRef, string> _runOfActor = [];
 
-    public QueuePollerActor(WorkerContext ctx, string queue, IActorRef renewer)
+    public QueuePollerActor(WorkerContext ctx, string queue, IActorRef renewer, IActorRef onFailure)
     {
         _ctx = ctx;
         _queue = queue;
         _renewer = renewer;
+        _onFailure = onFailure;
         Receive<ClaimRuns>(OnClaimRuns);
         Receive<Claimed>(OnClaimed);
         Receive<ClaimFailed>(m =>
@@ -51,7 +55,12 @@ internal sealed class QueuePollerActor : ReceiveActor
         {
             foreach (var child in Context.GetChildren()) child.Tell(m);
         });
-        Receive<Terminated>(_ => Context.Parent.Tell(SlotFreed.Instance));
+        Receive<Terminated>(m =>
+        {
+            if (_runOfActor.Remove(m.ActorRef, out var runId) && _runs.TryGetValue(runId, out var run) && run.Actor.Equals(m.ActorRef))
+                _runs.Remove(runId);
+            Context.Parent.Tell(SlotFreed.Instance);
+        });
     }
 
     /// <summary>Never restart a RunActor (it owns a running handler): stop it; its PostStop hands the run back.</summary>
@@ -80,9 +89,16 @@ internal sealed class QueuePollerActor : ReceiveActor
                 _ = _ctx.Store.HandBackAsync(run.Id, run.Token, UnknownWorkflowDelay);
                 continue;
             }
-            if (!Context.Child("run-" + run.Id).IsNobody()) continue; // a repeated claim answer: already running here
-            var actor = Context.ActorOf(Props.Create(() => new RunActor(_ctx, run, definition, _renewer, m.SentAt)), "run-" + run.Id);
+            if (_runs.TryGetValue(run.Id, out var existing))
+            {
+                if (existing.Token == run.Token) continue; // a repeated claim answer: already running here
+                // The run was taken over and came back to this worker: the older holder is fenced by the new token.
+                existing.Actor.Tell(LeaseLost.Instance);
+            }
+            var actor = Context.ActorOf(Props.Create(() => new RunActor(_ctx, run, definition, _renewer, _onFailure, m.SentAt)), $"run-{run.Id}-{run.Token}");
             Context.Watch(actor);
+            _runs[run.Id] = (run.Token, actor);
+            _runOfActor[actor] = run.Id;
             started++;
         }
         m.ReplyTo.Tell(new RunsClaimed(started, Failed: false));

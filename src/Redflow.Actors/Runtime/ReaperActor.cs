@@ -12,7 +12,7 @@ namespace Redflow.Runtime;
 internal sealed class ReaperActor : ReceiveActor, IWithTimers
 {
     private sealed record Reap;
-    private sealed record Reaped(int Promoted, int Reclaimed, int Purged);
+
 
     private readonly ILoggingAdapter _log = Context.GetLogger();
     private readonly WorkerContext _ctx;
@@ -25,13 +25,13 @@ internal sealed class ReaperActor : ReceiveActor, IWithTimers
         {
             if (_inFlight) return;
             _inFlight = true;
-            _ctx.Store.ReapAsync(1000, _ctx.Options.AbandonAfter)
-                .PipeTo(Self, success: r => new Reaped(r.Promoted, r.Reclaimed, r.Purged));
+            _ctx.Store.ReapAsync(1000, _ctx.Options.AbandonAfter, _ctx.Options.CancelGrace).PipeTo(Self);
         });
-        Receive<Reaped>(r =>
+        Receive<Protocol.ReapResult>(r =>
         {
             _inFlight = false;
             if (r.Reclaimed > 0) _log.Info("Reaper took back {0} runs with expired leases", r.Reclaimed);
+            if (r.Canceled > 0) _log.Info("Reaper ended {0} canceled runs whose handlers ignored the cancel past the grace period", r.Canceled);
         });
         // A failed reap (Redis unreachable) crashes the actor on purpose: the backoff supervisor restarts it later.
         Receive<Status.Failure>(f => throw new ReaperFailedException(f.Cause));

@@ -8,6 +8,16 @@ namespace Redflow.Runtime;
 /// <summary>Told to a RunActor: stop the handler for this reason (the worker is stopping).</summary>
 internal sealed record StopRun(StopReason Reason);
 
+/// <summary>Told to a RunActor by its handler's step: the run now waits on a child (suspended in Redis).</summary>
+internal sealed record RunSuspended
+{
+    public static readonly RunSuspended Instance = new();
+}
+
+/// <summary>Ends a handler whose run was suspended on a child; the run replays when the child finishes.</summary>
+internal sealed class RunSuspendedException(string runId, string childRunId)
+    : Exception($"Run {runId} is waiting on child run {childRunId}.");
+
 /// <summary>
 /// Owns one leased run: starts its handler as a task, serves its steps (cached results from the claim, or a
 /// StepActor per new step), keeps a local lease deadline from the renewals and cancels its own handler
@@ -34,6 +44,7 @@ internal sealed class RunActor : ReceiveActor, IWithTimers
     private readonly ClaimedRun _run;
     private readonly WorkflowDefinition _definition;
     private readonly IActorRef _renewer;
+    private readonly IActorRef _onFailure;
     private readonly RunStop _stop = new();
     private readonly Dictionary<string, string> _cache;
     private long _localDeadline;
@@ -44,12 +55,13 @@ internal sealed class RunActor : ReceiveActor, IWithTimers
     private int _outcomeAttempts;
     private bool _finished;
 
-    public RunActor(WorkerContext ctx, ClaimedRun run, WorkflowDefinition definition, IActorRef renewer, long claimSentAt)
+    public RunActor(WorkerContext ctx, ClaimedRun run, WorkflowDefinition definition, IActorRef renewer, IActorRef onFailure, long claimSentAt)
     {
         _ctx = ctx;
         _run = run;
         _definition = definition;
         _renewer = renewer;
+        _onFailure = onFailure;
         _cache = new Dictionary<string, string>(run.CachedSteps, StringComparer.Ordinal);
         _localDeadline = WorkerContext.After(claimSentAt, ctx.Options.Lease);
 
@@ -65,6 +77,7 @@ internal sealed class RunActor : ReceiveActor, IWithTimers
         });
         Receive<FenceCheck>(_ => CheckFence());
         Receive<LeaseLost>(_ => OnLeaseLost());
+        Receive<RunSuspended>(_ => OnLeaseLost()); // waiting on a child: the script released the lease; nothing more to record
         Receive<CancelRequested>(_ =>
         {
             if (_stop.Request(StopReason.CancelRequested)) _log.Info("Run {0}: cancel requested, handler token canceled", _run.Id);
@@ -101,7 +114,7 @@ internal sealed class RunActor : ReceiveActor, IWithTimers
     {
         if (_finished) return;
         // Stopped without an outcome (a fault, or the actor system shutting down): hand the run back.
-        _renewer.Tell(new UntrackLease(_run.Id));
+        _renewer.Tell(new UntrackLease(_run.Id, _run.Token));
         _stop.Request(StopReason.WorkerStopping);
         var log = _log;
         var runId = _run.Id;
@@ -167,17 +180,23 @@ internal sealed class RunActor : ReceiveActor, IWithTimers
         _log.Warning(error, "Run {0} ({1}) attempt {2}/{3} failed", _run.Id, _run.Workflow, _run.Attempt, _run.MaxAttempts);
         // Durability point: the durable retry. The script counts the attempt and schedules the next one
         // after the backoff, or fails the run for good.
+        var runError = RunError.From(error);
+        var onFailure = _onFailure;
+        var pending = new PendingOnFailure(new RunInfo(_run.Id, _run.Workflow, _run.Queue, _run.Attempt, _run.MaxAttempts), _run.Input, runError);
+        var hasOnFailure = _definition.Options.OnFailure is not null;
         Record("fail", async () =>
         {
-            var result = await _ctx.Store.FailAsync(_run.Id, _run.Token, RunError.From(error), retriable, delay,
-                step?.Name, _run.Attempt, step?.Ran ?? TimeSpan.Zero).ConfigureAwait(false);
+            var result = await _ctx.Store.FailAsync(_run.Id, _run.Token, runError, retriable, delay,
+                step?.Name, _run.Attempt, step?.Ran ?? TimeSpan.Zero, _ctx.Options.Lease).ConfigureAwait(false);
+            if (result is { Outcome: Protocol.WriteOutcome.Ok, WillRetry: false } && hasOnFailure)
+                onFailure.Tell(new CallOnFailure(pending)); // recorded as pending by the same script: made at least once
             return result.Outcome;
         });
     }
 
     private void RecordCanceled() =>
         Record("cancel", async () =>
-            await _ctx.Store.CancelAsync(_run.Id, null, _ctx.Options.CancelGrace, _run.Token).ConfigureAwait(false)
+            await _ctx.Store.CancelAsync(_run.Id, null, _run.Token).ConfigureAwait(false)
                 ? Protocol.WriteOutcome.Ok : Protocol.WriteOutcome.Fenced);
 
     /// <summary>Chooses the run's outcome (once) and writes it; a Redis error is retried in place until the lease runs out.</summary>
@@ -240,7 +259,7 @@ internal sealed class RunActor : ReceiveActor, IWithTimers
     {
         if (_finished) return;
         _finished = true;
-        _renewer.Tell(new UntrackLease(_run.Id));
+        _renewer.Tell(new UntrackLease(_run.Id, _run.Token));
         Context.Stop(Self);
     }
 
@@ -255,8 +274,44 @@ internal sealed class RunActor : ReceiveActor, IWithTimers
             return await reply.Task.ConfigureAwait(false);
         }
 
-        protected override Task<string> RunChildAsync(string name, string workflow, object? input, ChildWorkflowOptions options) =>
-            throw new NotSupportedException("RunWorkflowAsync arrives with child workflow support.");
+        /// <summary>
+        /// Starts the child once (its id is derived from parent, step and attempt, or found by the caller's
+        /// idempotency key) and waits for it. A finished child answers at once; otherwise the parent is
+        /// suspended (Waiting: no lease, no slot) and this attempt's handler ends here; the child's end
+        /// requeues the parent, which replays with this step answered from the child's output.
+        /// </summary>
+        protected override async Task<string> RunChildAsync(string name, string workflow, object? input, ChildWorkflowOptions options)
+        {
+            if (claimed.CachedSteps.TryGetValue(name, out var cached)) return cached;
+            var childId = await EmitChildRunAsync(name, workflow, input, options, token).ConfigureAwait(false);
+            var (outcome, payload) = await ctx.Store.AwaitChildAsync(claimed.Id, claimed.Token, name, childId, claimed.Attempt, options.Timeout).ConfigureAwait(false);
+            switch (outcome)
+            {
+                case ChildOutcome.Succeeded:
+                    return payload ?? RedflowJson.Null;
+                case ChildOutcome.Failed:
+                    throw new RunFailedException(childId, RedisStore.ParseError(payload ?? "{}"));
+                case ChildOutcome.Canceled:
+                    throw new CanceledException(childId, string.IsNullOrEmpty(payload) ? null : payload);
+                case ChildOutcome.TimedOut:
+                    throw new RedflowTimeoutException($"Step '{name}': child run {childId} ({workflow}) did not finish within {options.Timeout}.");
+                case ChildOutcome.Waiting:
+                    run.Tell(RunSuspended.Instance);
+                    throw new RunSuspendedException(claimed.Id, childId);
+                case ChildOutcome.Missing:
+                    throw new RedflowException($"Step '{name}': child run {childId} does not exist (its retention passed?).");
+                default:
+                    run.Tell(LeaseLost.Instance);
+                    throw new LeaseLostException(claimed.Id);
+            }
+        }
+
+        private Task<string> EmitChildRunAsync(string name, string workflow, object? input, ChildWorkflowOptions options, CancellationToken ct)
+        {
+            var emit = new EmitOptions { IdempotencyKey = options.IdempotencyKey, RunAt = options.RunAt, Queue = options.Queue };
+            return ctx.Client.EmitAsync(workflow, ctx.Client.SerializeInput(workflow, input), emit, null, null,
+                claimed.Id, null, ct, RunIds.Child(claimed.Id, name, claimed.Attempt));
+        }
 
         /// <summary>
         /// Emits the child as a step. Its run id is derived from (parent, step, attempt), so a repeat of this
@@ -265,12 +320,7 @@ internal sealed class RunActor : ReceiveActor, IWithTimers
         protected override async Task<string> EmitChildAsync(string name, string workflow, object? input, ChildWorkflowOptions options)
         {
             var json = await ExecuteAsync(name, async ct =>
-            {
-                var emit = new EmitOptions { IdempotencyKey = options.IdempotencyKey, RunAt = options.RunAt, Queue = options.Queue };
-                var id = await ctx.Client.EmitAsync(workflow, ctx.Client.SerializeInput(workflow, input), emit, null, null,
-                    claimed.Id, null, ct, RunIds.Child(claimed.Id, name, claimed.Attempt)).ConfigureAwait(false);
-                return System.Text.Json.JsonSerializer.Serialize(id);
-            }, null).ConfigureAwait(false);
+                System.Text.Json.JsonSerializer.Serialize(await EmitChildRunAsync(name, workflow, input, options, ct).ConfigureAwait(false)), null).ConfigureAwait(false);
             return ReadResult<string>(name, json);
         }
     }

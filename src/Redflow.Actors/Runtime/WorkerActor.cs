@@ -88,11 +88,12 @@ internal sealed class WorkerActor : ReceiveActor, IWithTimers
     protected override void PreStart()
     {
         var renewer = _renewer = Context.ActorOf(Props.Create(() => new LeaseRenewer(_ctx)), "lease-renewer");
+        var onFailure = Context.ActorOf(Props.Create(() => new OnFailureActor(_ctx)), "on-failure");
         var queues = _ctx.Options.EffectiveQueues;
         for (var i = 0; i < queues.Count; i++)
         {
             var queue = queues[i];
-            _pollers.Add(Context.ActorOf(Props.Create(() => new QueuePollerActor(_ctx, queue, renewer)), $"poller-{i}"));
+            _pollers.Add(Context.ActorOf(Props.Create(() => new QueuePollerActor(_ctx, queue, renewer, onFailure)), $"poller-{i}"));
         }
         if (_ctx.Options.RunReaper)
             Context.ActorOf(ReaperActor.SupervisedProps(_ctx), "reaper-supervisor");

@@ -47,6 +47,7 @@ internal sealed class Keys
     public RedisChannel Done => RedisChannel.Literal(Base + "done");
     public RedisChannel Cancel => RedisChannel.Literal(Base + "cancel");
     public RedisKey Cancels => Base + "cancels";
+    public RedisKey Waits => Base + "waits";
 
     /// <summary>The status as stored: lower case.</summary>
     public static string StatusName(RunStatus status) => status switch

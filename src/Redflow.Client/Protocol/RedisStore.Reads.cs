@@ -9,8 +9,9 @@ internal sealed partial class RedisStore
     /// <summary>How long a worker stays listed as live after its last heartbeat.</summary>
     internal static readonly TimeSpan WorkerLiveness = TimeSpan.FromSeconds(30);
 
-    public async Task<bool> CancelAsync(string runId, string? reason, TimeSpan grace, string? token = null) =>
-        (long)await CallAsync(ScriptLibrary.Cancel, runId, reason ?? "", (long)grace.TotalMilliseconds, token ?? "").ConfigureAwait(false) == 1;
+    /// <summary>A client's cancel request (no token), or the lease holder acknowledging one (its token).</summary>
+    public async Task<bool> CancelAsync(string runId, string? reason, string? token = null) =>
+        (long)await CallAsync(ScriptLibrary.Cancel, runId, reason ?? "", token ?? "").ConfigureAwait(false) == 1;
 
     public async Task<IReadOnlyList<RunRecord>> ListRunsAsync(ListRunsParams p)
     {

@@ -23,6 +23,15 @@ internal sealed record ClaimedRun(
 /// <summary>The answer of a fail-or-retry call.</summary>
 internal sealed record FailResult(WriteOutcome Outcome, bool WillRetry, int NextAttempt);
 
+/// <summary>What one reap did.</summary>
+internal sealed record ReapResult(int Promoted, int Reclaimed, int Purged, int Canceled);
+
+/// <summary>Where a child run a parent waits on stands.</summary>
+internal enum ChildOutcome { Succeeded, Failed, Canceled, Waiting, TimedOut, Missing, Fenced }
+
+/// <summary>An OnFailure call still to make.</summary>
+internal sealed record PendingOnFailure(RunInfo Run, string Input, RunError Error);
+
 /// <summary>One workflow's metadata as a worker publishes it.</summary>
 internal sealed record WorkflowRegistration(string Name, string Queue, int MaxConcurrency, int MaxAttempts, TimeSpan Retention, bool HasOnFailure, string CronJson);
 
@@ -113,13 +122,13 @@ internal sealed partial class RedisStore(IConnectionMultiplexer redis, Keys keys
         Outcome(await CallAsync(ScriptLibrary.Complete, runId, token, outputJson).ConfigureAwait(false));
 
     public async Task<FailResult> FailAsync(string runId, string token, RunError error, bool retriable, TimeSpan delay,
-        string? failedStep, int attempt, TimeSpan stepRan)
+        string? failedStep, int attempt, TimeSpan stepRan, TimeSpan lease)
     {
         var errorJson = JsonSerializer.Serialize(error, RedflowJson.Options);
         var stepBody = failedStep is null ? "" :
             $"{{\"name\":{JsonSerializer.Serialize(failedStep)},\"status\":\"failed\",\"attempt\":{attempt},\"error\":{errorJson}}}";
         var r = (RedisResult[])(await CallAsync(ScriptLibrary.Fail, runId, token, errorJson, retriable ? "1" : "0",
-            (long)delay.TotalMilliseconds, failedStep ?? "", stepBody, (long)stepRan.TotalMilliseconds).ConfigureAwait(false))!;
+            (long)delay.TotalMilliseconds, failedStep ?? "", stepBody, (long)stepRan.TotalMilliseconds, (long)lease.TotalMilliseconds).ConfigureAwait(false))!;
         return (string)r[0]! switch
         {
             "retry" => new FailResult(WriteOutcome.Ok, true, (int)r[1]),
@@ -132,11 +141,43 @@ internal sealed partial class RedisStore(IConnectionMultiplexer redis, Keys keys
     public async Task<WriteOutcome> HandBackAsync(string runId, string token, TimeSpan delay) =>
         Outcome(await CallAsync(ScriptLibrary.HandBack, runId, token, (long)delay.TotalMilliseconds).ConfigureAwait(false));
 
-    public async Task<(int Promoted, int Reclaimed, int Purged)> ReapAsync(int limit, int abandonAfter)
+    public async Task<ReapResult> ReapAsync(int limit, int abandonAfter, TimeSpan cancelGrace)
     {
-        var r = (RedisResult[])(await CallAsync(ScriptLibrary.Reap, limit, abandonAfter).ConfigureAwait(false))!;
-        return ((int)r[0], (int)r[1], (int)r[2]);
+        var r = (RedisResult[])(await CallAsync(ScriptLibrary.Reap, limit, abandonAfter, (long)cancelGrace.TotalMilliseconds).ConfigureAwait(false))!;
+        return new ReapResult((int)r[0], (int)r[1], (int)r[2], (int)r[3]);
     }
+
+    /// <summary>A parent waits on its child: the child's outcome if it has finished, else the parent is suspended (<see cref="ChildOutcome.Waiting"/>).</summary>
+    public async Task<(ChildOutcome Outcome, string? Payload)> AwaitChildAsync(string parentRunId, string token, string step, string childRunId, int attempt, TimeSpan? timeout)
+    {
+        var r = (RedisResult[])(await CallAsync(ScriptLibrary.AwaitChild, parentRunId, token, step, childRunId, attempt,
+            timeout is { } t ? (long)t.TotalMilliseconds : "").ConfigureAwait(false))!;
+        var payload = r.Length > 1 ? (string?)r[1] : null;
+        return ((string)r[0]! switch
+        {
+            "succeeded" => ChildOutcome.Succeeded,
+            "failed" => ChildOutcome.Failed,
+            "canceled" => ChildOutcome.Canceled,
+            "waiting" => ChildOutcome.Waiting,
+            "missing" => ChildOutcome.Missing,
+            "timeout" => ChildOutcome.TimedOut,
+            _ => ChildOutcome.Fenced,
+        }, payload);
+    }
+
+    /// <summary>Takes due OnFailure calls of <paramref name="workflows"/> for one lease.</summary>
+    public async Task<IReadOnlyList<PendingOnFailure>> ClaimOnFailureAsync(TimeSpan lease, int max, IEnumerable<string> workflows)
+    {
+        var args = new List<RedisValue> { (long)lease.TotalMilliseconds, max };
+        args.AddRange(workflows.Select(w => (RedisValue)w));
+        var r = (RedisResult[])(await CallAsync(ScriptLibrary.ClaimOnFailure, [.. args]).ConfigureAwait(false))!;
+        return r.Select(x => (RedisResult[])x!).Select(f => new PendingOnFailure(
+            new RunInfo((string)f[0]!, (string)f[1]!, (string)f[2]!, Int(f[5]), Int(f[6])),
+            (string?)f[3] ?? RedflowJson.Null, ParseError((string)f[4]!))).ToList();
+    }
+
+    /// <summary>An OnFailure call was made: it is no longer pending.</summary>
+    public Task OnFailureDoneAsync(string runId) => Db.SortedSetRemoveAsync(Keys.OnFailure, runId);
 
     public async Task<long> RegisterAsync(string app, string node, string workerJson, IReadOnlyList<WorkflowRegistration> workflows)
     {

@@ -25,6 +25,9 @@ local function k_claim(req) return P .. 'claim:' .. req end              -- stri
 local K_RUNS = P .. 'runs'             -- zset: all runs by creation
 local K_FINISHED = P .. 'finished'     -- zset: finished run id -> purge at (ms)
 local K_ONFAILURE = P .. 'onfailure'   -- zset: run id -> due (ms): OnFailure calls still to make
+local K_CANCELS = P .. 'cancels'       -- zset: running run id -> when its cancel was requested (ms)
+local K_CANCEL_CHANNEL = P .. 'cancel' -- channel: cancel requested for a running run
+local K_WAITS = P .. 'waits'           -- zset: waiting parent id -> deadline of its child wait (ms)
 local K_WORKFLOWS = P .. 'workflows'   -- set: registered workflow names
 local K_QUEUES = P .. 'queues'         -- set: queues that ever had a run
 local K_WORKERS = P .. 'workers'       -- hash: node -> worker info JSON
@@ -104,6 +107,7 @@ local function finish(id, status, now)
     local p = redis.call('HMGET', parent, 'status', 'waiting_on', 'queue', 'workflow', 'created_at')
     if p[1] == 'waiting' and p[2] == id then
       redis.call('HDEL', parent, 'waiting_on')
+      redis.call('ZREM', K_WAITS, r[4])
       redis.call('HINCRBY', parent, 'resumes', 1)
       requeue(r[4], p[3], p[4], 'waiting', tonumber(p[5]), 0, now, true)
     end
@@ -111,12 +115,16 @@ local function finish(id, status, now)
   redis.call('PUBLISH', K_DONE, id)
 end
 
--- Fails a run for good with an error JSON; records a pending OnFailure call when the workflow has one.
-local function fail_final(id, error_json, now, on_failure)
+-- Fails a run for good with an error JSON. When the workflow has an OnFailure handler, records the
+-- pending call, due at on_failure_due: the failing worker makes the call before then; if it dies, any
+-- worker with the workflow claims it once due (claim_onfailure).
+local function fail_final(id, error_json, now, on_failure_due)
   redis.call('HSET', k_run(id), 'error', error_json)
   finish(id, 'failed', now)
-  if on_failure then redis.call('ZADD', K_ONFAILURE, now, id) end
+  if on_failure_due then redis.call('ZADD', K_ONFAILURE, on_failure_due, id) end
 end
+
+local function has_on_failure(wf) return redis.call('HGET', k_wf(wf), 'has_on_failure') == '1' end
 
 -- Promotes scheduled runs of queue q that are due.
 local function promote_due(q, now, limit)
@@ -144,7 +152,7 @@ local function reclaim_expired(q, now, limit, abandon_after)
       if stalls >= abandon_after then
         fail_final(id, cjson.encode({ type = 'Redflow.AbandonedRun',
           message = 'The run was abandoned: its lease expired ' .. stalls .. ' times in a row with no step recorded (its workers died or stalled).' }),
-          now, redis.call('HGET', k_wf(r[2]), 'has_on_failure') == '1')
+          now, has_on_failure(r[2]) and now)
       else
         requeue(id, q, r[2], 'running', tonumber(r[3]), 0, now, true)
       end

@@ -2,18 +2,14 @@
   cancel: a client asks to cancel a run, or the worker holding a canceled run acknowledges it.
   A scheduled, queued or waiting run is canceled at once (a waiting run's child too). A running run is
   marked: its worker is told (the cancel channel, and the lease renewal as a fallback), and the reaper
-  ends it Canceled after the grace period if its handler ignores the token.
+  ends it Canceled after the workers' CancelGrace if its handler ignores the token (reap.lua).
   KEYS[1] namespace base
   ARGV[1] run id
   ARGV[2] reason ('' = none)
-  ARGV[3] grace ms for a running run
-  ARGV[4] fencing token ('' = a client request; else the holder acknowledges: the run ends Canceled now)
+  ARGV[3] fencing token ('' = a client request; else the holder acknowledges: the run ends Canceled now)
   Returns 1 when the cancel was recorded (or is under way), 0 for an unknown or finished run.
 ]]
-local K_CANCELS = P .. 'cancels' -- zset: running run id -> grace deadline (ms)
-local K_CANCEL_CHANNEL = P .. 'cancel'
-
-local function cancel(id, reason, grace, token, now)
+local function cancel(id, reason, token, now)
   local run = k_run(id)
   local r = redis.call('HMGET', run, 'status', 'queue', 'workflow', 'created_at', 'waiting_on', 'token', 'cancel_reason')
   local status = r[1]
@@ -22,7 +18,7 @@ local function cancel(id, reason, grace, token, now)
   if status == 'running' and token == '' then
     if redis.call('HEXISTS', run, 'cancel_requested') == 1 then return 1 end
     redis.call('HSET', run, 'cancel_requested', now, 'cancel_reason', reason)
-    redis.call('ZADD', K_CANCELS, now + grace, id)
+    redis.call('ZADD', K_CANCELS, now, id)
     redis.call('PUBLISH', K_CANCEL_CHANNEL, id)
     return 1
   end
@@ -33,12 +29,13 @@ local function cancel(id, reason, grace, token, now)
   elseif status == 'scheduled' then
     redis.call('ZREM', k_scheduled(r[2]), id)
   elseif status == 'waiting' and r[5] then
-    cancel(r[5], 'parent run ' .. id .. ' was canceled', grace, '', now)
+    cancel(r[5], 'parent run ' .. id .. ' was canceled', '', now)
   end
   redis.call('ZREM', K_CANCELS, id)
+  redis.call('ZREM', K_WAITS, id)
   if token == '' or not r[7] then redis.call('HSET', run, 'cancel_reason', reason) end
   finish(id, 'canceled', now)
   return 1
 end
 
-return cancel(ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], now_ms())
+return cancel(ARGV[1], ARGV[2], ARGV[3], now_ms())

@@ -10,6 +10,7 @@
   ARGV[6] failed step name ('' = none)
   ARGV[7] failed step record body JSON (with ARGV[6])
   ARGV[8] how long the failed step ran, ms
+  ARGV[9] lease ms: a pending OnFailure call stays with this worker that long before others may claim it
   Returns {'retry', next attempt, available at ms} | {'failed'} | {'done'} | {'fenced', status}
 ]]
 local id, token = ARGV[1], ARGV[2]
@@ -38,5 +39,5 @@ if ARGV[4] == '1' and attempt < max_attempts then
   requeue(id, r[3], r[4], 'running', tonumber(r[5]), available, now, false)
   return { 'retry', attempt + 1, available }
 end
-fail_final(id, ARGV[3], now, redis.call('HGET', k_wf(r[4]), 'has_on_failure') == '1')
+fail_final(id, ARGV[3], now, has_on_failure(r[4]) and now + tonumber(ARGV[9]))
 return { 'failed' }

@@ -4,11 +4,30 @@
   KEYS[1] namespace base
   ARGV[1] at most this many runs per queue and kind
   ARGV[2] abandon after this many lease expiries with no progress
-  Returns {promoted, reclaimed, purged}
+  ARGV[3] cancel grace ms: a running run whose cancel was requested longer ago ends Canceled now
+  Returns {promoted, reclaimed, purged, canceled}
 ]]
 local limit, abandon_after = tonumber(ARGV[1]), tonumber(ARGV[2])
 local now = now_ms()
-local promoted, reclaimed, purged = 0, 0, 0
+local promoted, reclaimed, purged, canceled = 0, 0, 0, 0
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', K_CANCELS, '-inf', now - tonumber(ARGV[3]), 'LIMIT', 0, limit)) do
+  redis.call('ZREM', K_CANCELS, id)
+  local r = redis.call('HMGET', k_run(id), 'status', 'queue', 'workflow')
+  if r[1] == 'running' then -- its handler ignored the token: later writes of that worker are rejected
+    release(id, r[2], r[3])
+    finish(id, 'canceled', now)
+    canceled = canceled + 1
+  end
+end
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', K_WAITS, '-inf', now, 'LIMIT', 0, limit)) do
+  redis.call('ZREM', K_WAITS, id) -- a child wait timed out: the parent replays and its step fails with a timeout
+  local r = redis.call('HMGET', k_run(id), 'status', 'queue', 'workflow', 'created_at')
+  if r[1] == 'waiting' then
+    redis.call('HDEL', k_run(id), 'waiting_on')
+    redis.call('HINCRBY', k_run(id), 'resumes', 1)
+    requeue(id, r[2], r[3], 'waiting', tonumber(r[4]), 0, now, true)
+  end
+end
 for _, q in ipairs(redis.call('SMEMBERS', K_QUEUES)) do
   promoted = promoted + promote_due(q, now, limit)
   reclaimed = reclaimed + reclaim_expired(q, now, limit, abandon_after)
@@ -24,7 +43,9 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', K_FINISHED, '-inf', now, 'LIMIT'
   redis.call('ZREM', K_RUNS, id)
   redis.call('ZREM', K_FINISHED, id)
   redis.call('ZREM', K_ONFAILURE, id)
+  redis.call('ZREM', K_CANCELS, id)
+  redis.call('ZREM', K_WAITS, id)
   redis.call('DEL', k_run(id), k_steps(id), k_children(id))
   purged = purged + 1
 end
-return { promoted, reclaimed, purged }
+return { promoted, reclaimed, purged, canceled }

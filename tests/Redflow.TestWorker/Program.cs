@@ -1,0 +1,59 @@
+// A worker process that tests start and kill (SIGKILL, SIGSTOP). Usage:
+//   Redflow.TestWorker <redis-url> <prefix> <ledger-file> [lease-ms]
+// Runs the "ledger" workflow: three steps that each append "<run> <step> <attempt> <pid> start|end" lines to the
+// ledger file (an independent record of what each step body did), the second of which sleeps as long as the
+// input says, so a test can kill the process mid-step. Prints "ready" once the worker has started.
+using Redflow;
+
+var url = args[0];
+var prefix = args[1];
+var ledger = args[2];
+var lease = TimeSpan.FromMilliseconds(args.Length > 3 ? int.Parse(args[3]) : 2000);
+var pid = Environment.ProcessId;
+
+void Write(string runId, string step, int attempt, string what)
+{
+    lock (ledger) File.AppendAllText(ledger, $"{runId} {step} {attempt} {pid} {what}\n");
+}
+
+async Task<string> Step(WorkflowHandlerContext ctx, string name, int sleepMs)
+{
+    return await ctx.Step.RunAsync(name, async ct =>
+    {
+        Write(ctx.Run.Id, name, ctx.Run.Attempt, "start");
+        if (sleepMs > 0) await Task.Delay(sleepMs, ct);
+        Write(ctx.Run.Id, name, ctx.Run.Attempt, "end");
+        return $"{name}-done-by-{pid}";
+    });
+}
+
+var ledgerWorkflow = Workflows.Define("ledger", async ctx =>
+{
+    var sleepMs = ctx.Input.TryGetProperty("sleep_ms", out var s) ? s.GetInt32() : 0;
+    var a = await Step(ctx, "one", 0);
+    var b = await Step(ctx, "two", sleepMs);
+    var c = await Step(ctx, "three", 0);
+    return new { a, b, c };
+}, new WorkflowOptions { MaxConcurrency = 100 });
+
+await using var worker = await RedflowWorker.StartAsync(new StartWorkerOptions
+{
+    App = "test-worker",
+    Url = url,
+    Prefix = prefix,
+    Workflows = [ledgerWorkflow],
+    Lease = lease,
+    ReaperInterval = TimeSpan.FromMilliseconds(200),
+    BlmoveTimeout = TimeSpan.FromMilliseconds(200),
+    Concurrency = 4,
+});
+Console.WriteLine("ready");
+Console.Out.Flush();
+
+// Stop gracefully on SIGTERM or when stdin closes.
+var stop = new TaskCompletionSource();
+Console.CancelKeyPress += (_, e) => { e.Cancel = true; stop.TrySetResult(); };
+AppDomain.CurrentDomain.ProcessExit += (_, _) => stop.TrySetResult();
+_ = Task.Run(() => { Console.In.ReadToEnd(); stop.TrySetResult(); });
+await stop.Task;
+await worker.StopAsync();
