@@ -1,14 +1,15 @@
 // A worker process that tests start and kill (SIGKILL, SIGSTOP). Usage:
-//   Redflow.TestWorker <redis-url> <prefix> <ledger-file> [lease-ms]
+//   Redflow.TestWorker <redis-url> <prefix> <ledger-file> [lease-ms] [step-two-sleep-ms]
 // Runs the "ledger" workflow: three steps that each append "<run> <step> <attempt> <pid> start|end" lines to the
 // ledger file (an independent record of what each step body did), the second of which sleeps as long as the
-// input says, so a test can kill the process mid-step. Prints "ready" once the worker has started.
+// last argument says, so a test can kill the process mid-step. Prints "ready" once the worker has started.
 using Redflow;
 
 var url = args[0];
 var prefix = args[1];
 var ledger = args[2];
 var lease = TimeSpan.FromMilliseconds(args.Length > 3 ? int.Parse(args[3]) : 2000);
+var stepTwoSleep = args.Length > 4 ? int.Parse(args[4]) : 0;
 var pid = Environment.ProcessId;
 
 void Write(string runId, string step, int attempt, string what)
@@ -29,9 +30,8 @@ async Task<string> Step(WorkflowHandlerContext ctx, string name, int sleepMs)
 
 var ledgerWorkflow = Workflows.Define("ledger", async ctx =>
 {
-    var sleepMs = ctx.Input.TryGetProperty("sleep_ms", out var s) ? s.GetInt32() : 0;
     var a = await Step(ctx, "one", 0);
-    var b = await Step(ctx, "two", sleepMs);
+    var b = await Step(ctx, "two", stepTwoSleep);
     var c = await Step(ctx, "three", 0);
     return new { a, b, c };
 }, new WorkflowOptions { MaxConcurrency = 100 });
