@@ -35,6 +35,7 @@ public abstract class WorkerTest : IAsyncLifetime
             Lease = options.Lease == new StartWorkerOptions().Lease ? TimeSpan.FromSeconds(2) : options.Lease,
             ReaperInterval = options.ReaperInterval == new StartWorkerOptions().ReaperInterval ? TimeSpan.FromMilliseconds(200) : options.ReaperInterval,
             BlmoveTimeout = options.BlmoveTimeout == new StartWorkerOptions().BlmoveTimeout ? TimeSpan.FromMilliseconds(200) : options.BlmoveTimeout,
+            ShutdownTimeout = options.ShutdownTimeout == new StartWorkerOptions().ShutdownTimeout ? TimeSpan.FromMilliseconds(500) : options.ShutdownTimeout,
         });
         lock (_workers) _workers.Add(worker);
         return worker;
