@@ -35,7 +35,7 @@ internal sealed class WorkerActor : ReceiveActor, IWithTimers
 
     private readonly ILoggingAdapter _log = Context.GetLogger();
     private readonly WorkerContext _ctx;
-    private readonly Func<Task> _register;
+    private readonly bool _clustered;
     private readonly List<IActorRef> _pollers = [];
     private int _free;
     private bool _passInFlight;
@@ -46,10 +46,10 @@ internal sealed class WorkerActor : ReceiveActor, IWithTimers
     private IActorRef? _stopRequester;
     private IActorRef _renewer = ActorRefs.Nobody;
 
-    public WorkerActor(WorkerContext ctx, Func<Task> register)
+    public WorkerActor(WorkerContext ctx, bool clustered)
     {
         _ctx = ctx;
-        _register = register;
+        _clustered = clustered;
         _free = ctx.Options.Concurrency;
         Receive<Poll>(_ => StartPass());
         Receive<RunsClaimed>(OnRunsClaimed);
@@ -66,7 +66,7 @@ internal sealed class WorkerActor : ReceiveActor, IWithTimers
             _log.Info("Worker {0}: {1} runs still running after the shutdown timeout; canceling them (worker stopping)", _ctx.Node, InFlight);
             foreach (var poller in _pollers) poller.Tell(new StopRun(StopReason.WorkerStopping));
         });
-        Receive<Heartbeat>(_ => _register().PipeTo(Self, success: () => Status.Success.Instance));
+        Receive<Heartbeat>(_ => Registration.RegisterAsync(_ctx).PipeTo(Self, success: () => Status.Success.Instance));
         Receive<Status.Success>(_ => { });
         Receive<Status.Failure>(f => _log.Warning(f.Cause, "Worker {0}: heartbeat failed", _ctx.Node));
     }
@@ -95,12 +95,32 @@ internal sealed class WorkerActor : ReceiveActor, IWithTimers
             var queue = queues[i];
             _pollers.Add(Context.ActorOf(Props.Create(() => new QueuePollerActor(_ctx, queue, renewer, onFailure)), $"poller-{i}"));
         }
-        if (_ctx.Options.RunReaper)
-            Context.ActorOf(ReaperActor.SupervisedProps(_ctx), "reaper-supervisor");
+        if (_ctx.Options.RunReaper) StartSingletons();
         // Fallback poll: the doorbell wakes idle pollers at once; this catches a lost doorbell message.
         Timers.StartPeriodicTimer("poll", Poll.Instance, _ctx.Options.BlmoveTimeout);
         Timers.StartPeriodicTimer("heartbeat", new Heartbeat(), HeartbeatInterval);
         Self.Tell(Poll.Instance);
+    }
+
+    /// <summary>
+    /// The reaper and the cron actor. Standalone, this worker runs its own. In an Akka.Cluster they run once per
+    /// cluster, as singletons managed on every node (the oldest node hosts them; a crash moves them). Correctness
+    /// never depends on their uniqueness: their scripts make two at once harmless, and claims reclaim expired
+    /// leases themselves, so liveness does not wait for a singleton hand-over.
+    /// </summary>
+    private void StartSingletons()
+    {
+        if (!_clustered)
+        {
+            Context.ActorOf(ReaperActor.SupervisedProps(_ctx), "reaper");
+            Context.ActorOf(CronActor.SupervisedProps(_ctx), "cron");
+            return;
+        }
+        var settings = Akka.Cluster.Tools.Singleton.ClusterSingletonManagerSettings.Create(Context.System);
+        Context.ActorOf(Akka.Cluster.Tools.Singleton.ClusterSingletonManager.Props(ReaperActor.SupervisedProps(_ctx), PoisonPill.Instance,
+            settings.WithSingletonName("reaper")), "reaper");
+        Context.ActorOf(Akka.Cluster.Tools.Singleton.ClusterSingletonManager.Props(CronActor.SupervisedProps(_ctx), PoisonPill.Instance,
+            settings.WithSingletonName("cron")), "cron");
     }
 
     /// <summary>Offers the free slots to the first queue; the rest of the pass follows in <see cref="OnRunsClaimed"/>.</summary>
