@@ -37,10 +37,12 @@ internal sealed class WorkerActor : ReceiveActor, IWithTimers
     private readonly WorkerContext _ctx;
     private readonly bool _clustered;
     private readonly List<IActorRef> _pollers = [];
-    private int _free;
-    private bool _passInFlight;
-    private int _passQueue;
-    private int _claimedInPass;
+    /// <summary>At most this many claim passes are in flight at once.</summary>
+    private const int MaxPasses = 2;
+
+    private int _free;     // slots neither running a run nor reserved by a pass in flight
+    private int _passes;   // claim passes in flight
+    private int _reserved; // slots reserved by the passes in flight
     private bool _pollAgain;
     private int _failures;
     private IActorRef? _stopRequester;
@@ -73,7 +75,8 @@ internal sealed class WorkerActor : ReceiveActor, IWithTimers
 
     public ITimerScheduler Timers { get; set; } = null!;
 
-    private int InFlight => _ctx.Options.Concurrency - _free;
+    /// <summary>Slots running a run (free slots and slots reserved by a pass in flight excluded).</summary>
+    private int InFlight => _ctx.Options.Concurrency - _free - _reserved;
 
     /// <summary>
     /// Pollers own RunActors, so they are resumed, not restarted, on an unexpected fault (a restart would stop
@@ -123,30 +126,36 @@ internal sealed class WorkerActor : ReceiveActor, IWithTimers
             settings.WithSingletonName("cron")), "cron");
     }
 
-    /// <summary>Offers the free slots to the first queue; the rest of the pass follows in <see cref="OnRunsClaimed"/>.</summary>
+    /// <summary>
+    /// Reserves the free slots and offers them to the first queue; the pass goes on through the queues in
+    /// <see cref="OnRunsClaimed"/>. Up to <see cref="MaxPasses"/> passes overlap, so slots freed while a claim is
+    /// in flight are claimed without waiting for it.
+    /// </summary>
     private void StartPass()
     {
-        if (_stopRequester is not null || _free <= 0) return;
-        if (_passInFlight)
+        if (_stopRequester is not null) return;
+        if (_free <= 0 || _passes >= MaxPasses)
         {
             _pollAgain = true;
             return;
         }
-        _passInFlight = true;
         _pollAgain = false;
-        _passQueue = 0;
-        _claimedInPass = 0;
-        _pollers[0].Tell(new ClaimRuns(_free));
+        _passes++;
+        var reserved = _free;
+        _free = 0;
+        _reserved += reserved;
+        _pollers[0].Tell(new ClaimRuns(reserved, new ClaimPass(0, 0)));
     }
 
     private void OnRunsClaimed(RunsClaimed m)
     {
-        _free -= m.Count;
-        _claimedInPass += m.Count;
+        var left = m.Reserved - m.Count;
+        _reserved -= m.Count; // reserved slots now running runs
+        var pass = m.Pass with { Claimed = m.Pass.Claimed + m.Count };
         if (m.Failed)
         {
             // Back off: 100 ms doubling to 5 s, so an outage does not spin. The fallback poll timer is paused meanwhile.
-            _passInFlight = false;
+            EndPass(left);
             var delay = TimeSpan.FromMilliseconds(Math.Min(5000, 100 * Math.Pow(2, Math.Min(++_failures, 6))));
             Timers.Cancel("poll");
             Timers.StartSingleTimer("backoff", Poll.Instance, delay);
@@ -158,19 +167,26 @@ internal sealed class WorkerActor : ReceiveActor, IWithTimers
             _failures = 0;
             Timers.StartPeriodicTimer("poll", Poll.Instance, _ctx.Options.BlmoveTimeout);
         }
-        if (_free > 0 && _stopRequester is null && ++_passQueue < _pollers.Count)
+        if (left > 0 && _stopRequester is null && pass.Queue + 1 < _pollers.Count)
         {
-            _pollers[_passQueue].Tell(new ClaimRuns(_free));
+            _pollers[pass.Queue + 1].Tell(new ClaimRuns(left, pass with { Queue = pass.Queue + 1 }));
             return;
         }
-        _passInFlight = false;
+        EndPass(left);
         if (_stopRequester is not null)
         {
             CheckStopped();
             return;
         }
         // Runs were found and slots remain, or something woke us mid-pass: there may be more.
-        if (_claimedInPass > 0 || _pollAgain) StartPass();
+        if ((pass.Claimed > 0 && _free > 0) || _pollAgain) StartPass();
+    }
+
+    private void EndPass(int unusedSlots)
+    {
+        _free += unusedSlots;
+        _reserved -= unusedSlots;
+        _passes--;
     }
 
     private void OnStopWorker(StopWorker m)
@@ -185,7 +201,7 @@ internal sealed class WorkerActor : ReceiveActor, IWithTimers
 
     private void CheckStopped()
     {
-        if (InFlight > 0 || _passInFlight) return;
+        if (InFlight > 0 || _passes > 0) return;
         Timers.Cancel("drain");
         _stopRequester!.Tell(WorkerStopped.Instance);
     }
