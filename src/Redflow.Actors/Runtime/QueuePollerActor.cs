@@ -10,6 +10,12 @@ internal sealed record ClaimRuns(int Max, ClaimPass Pass);
 /// <summary>The poller's answer: how many of the reserved slots it filled (each now has a RunActor), or that the claim failed.</summary>
 internal sealed record RunsClaimed(int Count, bool Failed, int Reserved, ClaimPass Pass);
 
+/// <summary>A slot freed by a RunActor was reused by a run it claimed on completing, after its SlotFreed was sent.</summary>
+internal sealed record SlotTaken
+{
+    public static readonly SlotTaken Instance = new();
+}
+
 /// <summary>Where a pass over the worker's queues stands: the queue it is at and the runs it claimed so far.</summary>
 internal sealed record ClaimPass(int Queue, int Claimed);
 
@@ -40,6 +46,7 @@ internal sealed class QueuePollerActor : ReceiveActor
     private string? _unansweredRequest;
     private readonly Dictionary<string, (string Token, IActorRef Actor)> _runs = new(StringComparer.Ordinal);
     private readonly Dictionary<IActorRef, string> _runOfActor = [];
+    private readonly HashSet<IActorRef> _slotPassedOn = [];
 
     public QueuePollerActor(WorkerContext ctx, string queue, IActorRef renewer, IActorRef onFailure)
     {
@@ -55,6 +62,7 @@ internal sealed class QueuePollerActor : ReceiveActor
             _log.Warning(m.Error, "Claim on queue {0} failed", _queue);
             m.ReplyTo.Tell(new RunsClaimed(0, Failed: true, m.Request.Max, m.Request.Pass));
         });
+        Receive<NextRunClaimed>(OnNextRunClaimed);
         Receive<StopRun>(m =>
         {
             foreach (var child in Context.GetChildren()) child.Tell(m);
@@ -63,7 +71,7 @@ internal sealed class QueuePollerActor : ReceiveActor
         {
             if (_runOfActor.Remove(m.ActorRef, out var runId) && _runs.TryGetValue(runId, out var run) && run.Actor.Equals(m.ActorRef))
                 _runs.Remove(runId);
-            Context.Parent.Tell(SlotFreed.Instance);
+            if (!_slotPassedOn.Remove(m.ActorRef)) Context.Parent.Tell(SlotFreed.Instance);
         });
     }
 
@@ -84,27 +92,44 @@ internal sealed class QueuePollerActor : ReceiveActor
 
     private void OnClaimed(Claimed m)
     {
-        var started = 0;
-        foreach (var run in m.Runs)
-        {
-            if (!_ctx.Workflows.TryGetValue(run.Workflow, out var definition))
-            {
-                _log.Warning("Run {0} is of workflow '{1}', which this worker does not have; handing it back", run.Id, run.Workflow);
-                _ = _ctx.Store.HandBackAsync(run.Id, run.Token, UnknownWorkflowDelay);
-                continue;
-            }
-            if (_runs.TryGetValue(run.Id, out var existing))
-            {
-                if (existing.Token == run.Token) continue; // a repeated claim answer: already running here
-                // The run was taken over and came back to this worker: the older holder is fenced by the new token.
-                existing.Actor.Tell(LeaseLost.Instance);
-            }
-            var actor = Context.ActorOf(Props.Create<RunActor>(_ctx, run, definition, _renewer, _onFailure, m.SentAt), $"run-{run.Id}-{run.Token}");
-            Context.Watch(actor);
-            _runs[run.Id] = (run.Token, actor);
-            _runOfActor[actor] = run.Id;
-            started++;
-        }
+        var started = m.Runs.Count(run => StartRun(run, m.SentAt));
         m.ReplyTo.Tell(new RunsClaimed(started, Failed: false, m.Request.Max, m.Request.Pass));
+    }
+
+    /// <summary>A completing RunActor claimed the next run for its slot: the slot passes on to the new run.</summary>
+    private void OnNextRunClaimed(NextRunClaimed m)
+    {
+        if (_ctx.Lifecycle.Draining)
+        {
+            foreach (var run in m.Runs) _ = _ctx.Store.HandBackAsync(run.Id, run.Token, TimeSpan.Zero); // claimed as the worker began to stop
+            return;
+        }
+        var started = m.Runs.Count(run => StartRun(run, m.SentAt));
+        if (started == 0) return;
+        // The completing actor's slot goes to the new run. If its Terminated came first, its slot was already freed.
+        if (_runOfActor.ContainsKey(Sender)) _slotPassedOn.Add(Sender);
+        else Context.Parent.Tell(SlotTaken.Instance);
+    }
+
+    /// <summary>Starts a RunActor for a leased run; false when it needs no slot here.</summary>
+    private bool StartRun(ClaimedRun run, long sentAt)
+    {
+        if (!_ctx.Workflows.TryGetValue(run.Workflow, out var definition))
+        {
+            _log.Warning("Run {0} is of workflow '{1}', which this worker does not have; handing it back", run.Id, run.Workflow);
+            _ = _ctx.Store.HandBackAsync(run.Id, run.Token, UnknownWorkflowDelay);
+            return false;
+        }
+        if (_runs.TryGetValue(run.Id, out var existing))
+        {
+            if (existing.Token == run.Token) return false; // a repeated claim answer: already running here
+            // The run was taken over and came back to this worker: the older holder is fenced by the new token.
+            existing.Actor.Tell(LeaseLost.Instance);
+        }
+        var actor = Context.ActorOf(Props.Create<RunActor>(_ctx, run, definition, _renewer, _onFailure, sentAt), $"run-{run.Id}-{run.Token}");
+        Context.Watch(actor);
+        _runs[run.Id] = (run.Token, actor);
+        _runOfActor[actor] = run.Id;
+        return true;
     }
 }

@@ -8,6 +8,9 @@ namespace Redflow.Runtime;
 /// <summary>Told to a RunActor: stop the handler for this reason (the worker is stopping).</summary>
 internal sealed record StopRun(StopReason Reason);
 
+/// <summary>Told to the poller by a RunActor that completed its run and claimed the next one for its slot.</summary>
+internal sealed record NextRunClaimed(IReadOnlyList<ClaimedRun> Runs, long SentAt);
+
 /// <summary>Told to a RunActor by its handler's step: the run now waits on a child (suspended in Redis).</summary>
 internal sealed record RunSuspended
 {
@@ -156,8 +159,19 @@ internal sealed class RunActor : ReceiveActor, IWithTimers
             OnHandlerFailed(new NonRetriableException($"The output of workflow '{_run.Workflow}' is {size} bytes of JSON; the limit is {_ctx.Options.MaxPayloadBytes} (StartWorkerOptions.MaxPayloadBytes)."));
             return;
         }
-        // Durability point: the run succeeds with its output, fenced by the lease token.
-        Record("complete", () => _ctx.Store.CompleteAsync(_run.Id, _run.Token, m.Output));
+        // Durability point: the run succeeds with its output, fenced by the lease token. The same script claims
+        // the next ready run for this slot (one round trip instead of two); the poller starts it.
+        var next = _ctx.Lifecycle.Draining ? null
+            : new NextRunRequest(Guid.NewGuid().ToString("N"), _ctx.Options.Lease, _ctx.Node, _ctx.Options.EffectiveQueues);
+        var poller = Context.Parent;
+        var self = Self;
+        Record("complete", async () =>
+        {
+            var sentAt = WorkerContext.Now();
+            var (outcome, runs) = await _ctx.Store.CompleteAsync(_run.Id, _run.Token, m.Output, next).ConfigureAwait(false);
+            if (runs.Count > 0) poller.Tell(new NextRunClaimed(runs, sentAt), self);
+            return outcome;
+        });
     }
 
     private void OnHandlerFailed(Exception error)

@@ -61,6 +61,7 @@ internal sealed class WorkerActor : ReceiveActor, IWithTimers
             if (_stopRequester is not null) CheckStopped();
             else StartPass();
         });
+        Receive<SlotTaken>(_ => _free--);
         Receive<StopWorker>(OnStopWorker);
         Receive<CancelRequested>(m => _renewer.Forward(m)); // from the cancel channel; the renewer knows which RunActor holds the run
         Receive<DrainTimeout>(_ =>
@@ -192,6 +193,7 @@ internal sealed class WorkerActor : ReceiveActor, IWithTimers
     private void OnStopWorker(StopWorker m)
     {
         _stopRequester = Sender;
+        _ctx.Lifecycle.StartDraining();
         Timers.Cancel("poll");
         Timers.Cancel("backoff");
         _log.Info("Worker {0} stopping: {1} runs in flight", _ctx.Node, InFlight);

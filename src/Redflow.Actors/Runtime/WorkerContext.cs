@@ -6,6 +6,9 @@ namespace Redflow.Runtime;
 /// <summary>What every actor of one worker shares: its options, its store, its node id and its workflows. Immutable.</summary>
 internal sealed record WorkerContext(StartWorkerOptions Options, RedisStore Store, RedisRedflowClient Client, string Node, IReadOnlyDictionary<string, WorkflowDefinition> Workflows)
 {
+    /// <summary>Set once the worker is stopping: RunActors then stop claiming a next run as they complete.</summary>
+    public WorkerLifecycle Lifecycle { get; } = new();
+
     /// <summary>How long before the lease deadline a run cancels its own handler (self-fencing), so it stops before another worker can take the run over.</summary>
     public TimeSpan FenceMargin => TimeSpan.FromTicks(Math.Max(Options.Lease.Ticks / 5, TimeSpan.FromMilliseconds(100).Ticks));
 
@@ -17,4 +20,14 @@ internal sealed record WorkerContext(StartWorkerOptions Options, RedisStore Stor
 
     /// <summary>Time from now until a monotonic timestamp (negative when passed).</summary>
     public static TimeSpan Until(long timestamp) => Stopwatch.GetElapsedTime(Stopwatch.GetTimestamp(), timestamp);
+}
+
+/// <summary>The one piece of state a worker's actors share: whether it still takes new runs (written once, by the WorkerActor).</summary>
+internal sealed class WorkerLifecycle
+{
+    private volatile bool _draining;
+
+    public bool Draining => _draining;
+
+    public void StartDraining() => _draining = true;
 }

@@ -20,6 +20,9 @@ internal sealed record ClaimedRun(
     string Id, string Token, long LeaseDeadlineMs, string Workflow, string Queue, string Input,
     int Attempt, int MaxAttempts, int Resumes, IReadOnlyDictionary<string, string> CachedSteps);
 
+/// <summary>Asks a completing script to claim the next run for the freed slot.</summary>
+internal sealed record NextRunRequest(string RequestId, TimeSpan Lease, string Worker, IReadOnlyList<string> Queues);
+
 /// <summary>The answer of a fail-or-retry call.</summary>
 internal sealed record FailResult(WriteOutcome Outcome, bool WillRetry, int NextAttempt);
 
@@ -69,15 +72,18 @@ internal sealed partial class RedisStore(IConnectionMultiplexer redis, Keys keys
 
     // ---- worker transitions ----------------------------------------------------------------------
 
-    public async Task<IReadOnlyList<ClaimedRun>> ClaimAsync(string queue, int max, string worker, TimeSpan lease, string requestId, int abandonAfter)
+    public async Task<IReadOnlyList<ClaimedRun>> ClaimAsync(string queue, int max, string worker, TimeSpan lease, string requestId, int abandonAfter) =>
+        ParseClaimed((RedisResult[])(await CallAsync(ScriptLibrary.Claim,
+            queue, max, worker, (long)lease.TotalMilliseconds, requestId, abandonAfter).ConfigureAwait(false))!);
+
+    /// <summary>Runs as the claim scripts return them (claim_from in _lib.lua).</summary>
+    private static List<ClaimedRun> ParseClaimed(RedisResult[] items)
     {
-        var r = (RedisResult[])(await CallAsync(ScriptLibrary.Claim,
-            queue, max, worker, (long)lease.TotalMilliseconds, requestId, abandonAfter).ConfigureAwait(false))!;
-        var runs = new List<ClaimedRun>(r.Length);
-        foreach (var item in r)
+        var runs = new List<ClaimedRun>(items.Length);
+        foreach (var item in items)
         {
             var f = (RedisResult[])item!;
-            var stepPairs = (RedisResult[])f[8]!;
+            var stepPairs = (RedisResult[])f[9]!;
             var cached = new Dictionary<string, string>(StringComparer.Ordinal);
             for (var i = 0; i + 1 < stepPairs.Length; i += 2)
             {
@@ -86,7 +92,7 @@ internal sealed partial class RedisStore(IConnectionMultiplexer redis, Keys keys
                     cached[record.Name] = record.Output?.GetRawText() ?? RedflowJson.Null;
             }
             runs.Add(new ClaimedRun((string)f[0]!, (string)f[1]!, long.Parse((string)f[2]!, CultureInfo.InvariantCulture),
-                (string)f[3]!, queue, (string?)f[4] ?? RedflowJson.Null, Int(f[5]), Int(f[6]), Int(f[7]), cached));
+                (string)f[3]!, (string)f[8]!, (string?)f[4] ?? RedflowJson.Null, Int(f[5]), Int(f[6]), Int(f[7]), cached));
         }
         return runs;
     }
@@ -118,8 +124,23 @@ internal sealed partial class RedisStore(IConnectionMultiplexer redis, Keys keys
         };
     }
 
-    public async Task<WriteOutcome> CompleteAsync(string runId, string token, string outputJson) =>
-        Outcome(await CallAsync(ScriptLibrary.Complete, runId, token, outputJson).ConfigureAwait(false));
+    /// <summary>
+    /// Completes a run. With <paramref name="next"/>, the same call claims the next ready run for the freed slot
+    /// from the worker's queues in order (a repeat returns the first call's next run).
+    /// </summary>
+    public async Task<(WriteOutcome Outcome, IReadOnlyList<ClaimedRun> Next)> CompleteAsync(string runId, string token, string outputJson, NextRunRequest? next = null)
+    {
+        var args = new List<RedisValue> { runId, token, outputJson, next?.RequestId ?? "" };
+        if (next is not null)
+        {
+            args.Add((long)next.Lease.TotalMilliseconds);
+            args.Add(next.Worker);
+            args.AddRange(next.Queues.Select(q => (RedisValue)q));
+        }
+        var r = (RedisResult[])(await CallAsync(ScriptLibrary.Complete, [.. args]).ConfigureAwait(false))!;
+        var outcome = Outcome(r);
+        return (outcome, outcome == WriteOutcome.Fenced ? [] : ParseClaimed((RedisResult[])r[1]!));
+    }
 
     public async Task<FailResult> FailAsync(string runId, string token, RunError error, bool retriable, TimeSpan delay,
         string? failedStep, int attempt, TimeSpan stepRan, TimeSpan lease)
@@ -293,9 +314,10 @@ internal sealed partial class RedisStore(IConnectionMultiplexer redis, Keys keys
 
     private static int Int(RedisResult r) => r.IsNull ? 0 : int.Parse((string)r!, CultureInfo.InvariantCulture);
 
-    private static WriteOutcome Outcome(RedisResult result)
+    private static WriteOutcome Outcome(RedisResult result) => Outcome((RedisResult[])result!);
+
+    private static WriteOutcome Outcome(RedisResult[] r)
     {
-        var r = (RedisResult[])result!;
         return (string)r[0]! switch
         {
             "ok" => WriteOutcome.Ok,

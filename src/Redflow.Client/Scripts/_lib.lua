@@ -175,6 +175,46 @@ local function create_run(id, wf, input, q, max_attempts, available, now, key, k
   requeue(id, q, wf, false, now, available, now, false)
 end
 
+-- Leases up to max ready runs of queue q to a worker, appending them to out: round-robin over the queue's
+-- ring of workflows, skipping workflows at MaxConcurrency (their runs stay queued; others are not blocked).
+-- Each leased run gets a new fencing token. Entries: {id, token, deadline, workflow, input, attempt,
+-- max attempts, resumes, queue, {step name, step record, ...}}.
+local function claim_from(q, max, worker, lease_ms, now, out)
+  local ring = k_ring(q)
+  local spins = redis.call('LLEN', ring)
+  local wanted = #out + max
+  while #out < wanted and spins > 0 do
+    local wf = redis.call('LINDEX', ring, 0)
+    if not wf then break end
+    local cap = tonumber(redis.call('HGET', k_wf(wf), 'max_concurrency') or '1')
+    if redis.call('SCARD', k_running(wf)) >= cap then
+      redis.call('LMOVE', ring, ring, 'LEFT', 'RIGHT') -- capped: leave its runs queued, try the next workflow
+      spins = spins - 1
+    else
+      local id = redis.call('LPOP', k_ready(q, wf))
+      if id then
+        local run = k_run(id)
+        local token = tostring(redis.call('INCR', K_TOKEN))
+        local deadline = now + lease_ms
+        local r = redis.call('HMGET', run, 'created_at', 'started_at', 'input', 'attempt', 'max_attempts', 'resumes')
+        redis.call('HSET', run, 'status', 'running', 'token', token, 'worker', worker, 'lease_until', deadline)
+        if not r[2] then redis.call('HSET', run, 'started_at', now) end
+        redis.call('ZADD', k_leases(q), deadline, id)
+        redis.call('SADD', k_running(wf), id)
+        move_status(id, wf, 'queued', 'running', tonumber(r[1]))
+        redis.call('HINCRBY', K_COUNTERS, 'started', 1)
+        out[#out + 1] = { id, token, tostring(deadline), wf, r[3], r[4], r[5], r[6], q, redis.call('HGETALL', k_steps(id)) }
+      end
+      if redis.call('LLEN', k_ready(q, wf)) == 0 then
+        redis.call('LPOP', ring) -- no ready runs left: the workflow leaves the ring
+        spins = spins - 1
+      else
+        redis.call('LMOVE', ring, ring, 'LEFT', 'RIGHT')
+      end
+    end
+  end
+end
+
 -- Reads the lease holder's view of a run; returns status and whether token holds it.
 local function holder(id, token)
   local r = redis.call('HMGET', k_run(id), 'status', 'token', 'queue', 'workflow', 'created_at', 'attempt', 'max_attempts')
