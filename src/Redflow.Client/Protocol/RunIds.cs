@@ -8,11 +8,25 @@ internal static class RunIds
 {
     private const string Alphabet = "0123456789abcdefghjkmnpqrstvwxyz";
 
+    private static readonly Lock Gate = new();
+    private static UInt128 _last;
+
+    /// <summary>
+    /// A new id. Within one process ids strictly increase (an id made in the same millisecond as the previous one
+    /// is the previous plus one), so runs emitted in one millisecond list in the order they were emitted.
+    /// </summary>
     public static string New()
     {
         Span<byte> bytes = stackalloc byte[16];
         BinaryPrimitives.WriteUInt64BigEndian(bytes, (ulong)DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() << 16);
         RandomNumberGenerator.Fill(bytes[6..]);
+        var value = BinaryPrimitives.ReadUInt128BigEndian(bytes);
+        lock (Gate)
+        {
+            if (value <= _last) value = _last + 1;
+            _last = value;
+        }
+        BinaryPrimitives.WriteUInt128BigEndian(bytes, value);
         return Encode(bytes);
     }
 

@@ -1,5 +1,3 @@
-using System.Net;
-using System.Net.Sockets;
 using Akka.Actor;
 using Akka.Cluster;
 using Akka.Configuration;
@@ -41,7 +39,7 @@ public sealed class ClusterTests : WorkerTest
         var ticking = Workflows.Define("cluster-tick", async ctx => null,
             new WorkflowOptions { MaxConcurrency = 10, Cron = [new CronTrigger("* * * * * *") { Id = "cluster-tick" }] });
         var work = Workflows.Define<Signup, string>("cluster-work", async ctx => ctx.Input.UserId, new WorkflowOptions { MaxConcurrency = 10 });
-        var ports = Enumerable.Range(0, 3).Select(_ => FreePort()).ToArray();
+        var ports = Enumerable.Range(0, 3).Select(_ => Fixtures.RedisServer.FreePort()).ToArray();
         var systems = new List<ActorSystem>();
         var runtimes = new List<RedflowRuntime>();
         try
@@ -78,12 +76,5 @@ public sealed class ClusterTests : WorkerTest
             foreach (var runtime in runtimes.Skip(1)) await runtime.StopAsync();
             foreach (var system in systems) await system.Terminate();
         }
-    }
-
-    private static int FreePort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
     }
 }

@@ -1,6 +1,4 @@
 using System.Diagnostics;
-using System.Net;
-using System.Net.Sockets;
 
 namespace Redflow.Tests.Integration;
 
@@ -10,7 +8,7 @@ public sealed class PreconditionTests : WorkerTest
     [Fact]
     public async Task G11_a_worker_refuses_an_evicting_redis_unless_told_to_skip_the_check()
     {
-        var port = FreePort();
+        var port = Fixtures.RedisServer.FreePort();
         var dir = Directory.CreateTempSubdirectory("redflow-g11").FullName;
         using var server = Process.Start(new ProcessStartInfo("redis-server",
             ["--bind", "127.0.0.1", "--port", port.ToString(), "--save", "", "--appendonly", "no", "--dir", dir, "--maxmemory-policy", "allkeys-lru"])
@@ -61,12 +59,5 @@ public sealed class PreconditionTests : WorkerTest
         Assert.Equal(1, (await RunAsync(handle.RunId)).Resumes);
         Assert.Equal(2, Volatile.Read(ref starts));
         Assert.Equal(1, (await Client.GetStatsAsync()).Counters["reaped"]);
-    }
-
-    private static int FreePort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
     }
 }

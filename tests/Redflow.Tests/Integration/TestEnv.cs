@@ -3,12 +3,12 @@ using StackExchange.Redis;
 
 namespace Redflow.Tests.Integration;
 
-/// <summary>What integration tests need from the shared Redis: its URL, a fresh prefix per test, raw access.</summary>
+/// <summary>What integration tests need from the shared Redis (<see cref="Fixtures.RedisServer"/>): its URL, a fresh prefix per test, raw access.</summary>
 internal static class TestEnv
 {
     private static readonly Lazy<ConnectionMultiplexer> Mux = new(() => ConnectionMultiplexer.Connect(RedisConnection.Parse(Url)));
 
-    public static string Url => Environment.GetEnvironmentVariable("REDIS_URL") ?? "redis://127.0.0.1:6399";
+    public static string Url => Fixtures.RedisServer.Url;
 
     public static string NewPrefix() => "t" + Guid.NewGuid().ToString("N")[..10];
 

@@ -1,1 +1,0 @@
-namespace Redflow.Tests; public class Smoke { [Xunit.Fact] public void Works() {} }
