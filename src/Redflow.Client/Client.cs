@@ -153,8 +153,16 @@ internal sealed class RedisRedflowClient : IRedflowClient
             throw new ArgumentOutOfRangeException(nameof(options), delay, "EmitOptions.Delay must not be negative.");
         cancellationToken.ThrowIfCancellationRequested();
         var store = await StoreAsync().ConfigureAwait(false);
-        var (id, _) = await store.EmitAsync(runId ?? RunIds.New(), workflow, inputJson, queue, maxAttempts, options?.RunAt, options?.Delay,
-            options?.IdempotencyKey, _options.IdempotencyWindow, parentRunId, rerunOf).ConfigureAwait(false);
+        runId ??= RunIds.New();
+        using var activity = RedflowTelemetry.Source.StartActivity("redflow.emit", System.Diagnostics.ActivityKind.Producer);
+        activity?.SetTag("redflow.workflow", workflow);
+        activity?.SetTag("redflow.run_id", runId);
+        if (parentRunId is not null) activity?.SetTag("redflow.parent_run_id", parentRunId);
+        // The emitting code's trace context is stored with the run, so the worker's spans join this trace.
+        var (id, created) = await store.EmitAsync(runId, workflow, inputJson, queue, maxAttempts, options?.RunAt, options?.Delay,
+            options?.IdempotencyKey, _options.IdempotencyWindow, parentRunId, rerunOf, RedflowTelemetry.CurrentTraceParent()).ConfigureAwait(false);
+        activity?.SetTag("redflow.run_id", id);
+        activity?.SetTag("redflow.created", created);
         return id;
     }
 

@@ -15,8 +15,18 @@ internal abstract class StepApi : IStepApi
     {
         ArgumentNullException.ThrowIfNull(fn);
         Reserve(name);
-        var json = await ExecuteAsync(name, async ct => SerializeResult(name, await fn(ct).ConfigureAwait(false)), options).ConfigureAwait(false);
-        return ReadResult<T>(name, json);
+        using var activity = RedflowTelemetry.Source.StartActivity("redflow.step");
+        activity?.SetTag("redflow.step", name);
+        try
+        {
+            var json = await ExecuteAsync(name, async ct => SerializeResult(name, await fn(ct).ConfigureAwait(false)), options).ConfigureAwait(false);
+            return ReadResult<T>(name, json);
+        }
+        catch (Exception ex) when (activity is not null)
+        {
+            activity.SetStatus(System.Diagnostics.ActivityStatusCode.Error, ex.Message);
+            throw;
+        }
     }
 
     public Task RunAsync(string name, Func<CancellationToken, Task> fn, StepOptions? options = null)
@@ -33,6 +43,9 @@ internal abstract class StepApi : IStepApi
     {
         Reserve(name);
         Names.Check(workflow, "workflow name");
+        using var activity = RedflowTelemetry.Source.StartActivity("redflow.child.wait");
+        activity?.SetTag("redflow.step", name);
+        activity?.SetTag("redflow.child_workflow", workflow);
         var json = await RunChildAsync(name, workflow, input, options ?? new ChildWorkflowOptions()).ConfigureAwait(false);
         return ReadResult<TOut>(name, json);
     }
@@ -41,6 +54,9 @@ internal abstract class StepApi : IStepApi
     {
         Reserve(name);
         Names.Check(workflow, "workflow name");
+        using var activity = RedflowTelemetry.Source.StartActivity("redflow.child.start");
+        activity?.SetTag("redflow.step", name);
+        activity?.SetTag("redflow.child_workflow", workflow);
         return await EmitChildAsync(name, workflow, input, options ?? new ChildWorkflowOptions()).ConfigureAwait(false);
     }
 

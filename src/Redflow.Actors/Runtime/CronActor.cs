@@ -70,8 +70,11 @@ internal sealed class CronActor : ReceiveActor, IWithTimers
             var instants = fire.Select(i => (i.ToUnixTimeMilliseconds(), RunIds.Cron(schedule.Id, i.ToUnixTimeMilliseconds()))).ToList();
             var latest = due[^1].ToUnixTimeMilliseconds();
             if (instants.Count == 0 || instants[^1].Item1 != latest) instants.Add((latest, "")); // skipped misfires are handled too
-            var (_, skipped) = await _ctx.Store.CronTickAsync(workflow.Name, schedule.Id, RedflowJson.Serialize(schedule.Trigger.Input),
+            var (fired, skipped) = await _ctx.Store.CronTickAsync(workflow.Name, schedule.Id, RedflowJson.Serialize(schedule.Trigger.Input),
                 workflow.Options.Queue, workflow.Options.MaxAttempts, TimeSpan.FromHours(24), instants).ConfigureAwait(false);
+            var tags = RedflowTelemetry.WorkflowTags(workflow.Name, workflow.Options.Queue);
+            if (fired > 0) RedflowTelemetry.CronFired.Add(fired, tags);
+            if (skipped > 0) RedflowTelemetry.CronSkipped.Add(skipped, tags);
             if (skipped > 0) _log.Info("Cron trigger {0}: {1} tick(s) skipped, workflow '{2}' is at MaxConcurrency", schedule.Id, skipped, workflow.Name);
             if (fire.Count > 0 && due.Count > fire.Count) _log.Info("Cron trigger {0}: {1} missed tick(s) not replayed ({2})", schedule.Id, due.Count - fire.Count, schedule.Trigger.Misfire);
         }

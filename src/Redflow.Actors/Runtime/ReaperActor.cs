@@ -30,7 +30,11 @@ internal sealed class ReaperActor : ReceiveActor, IWithTimers
         Receive<Protocol.ReapResult>(r =>
         {
             _inFlight = false;
-            if (r.Reclaimed > 0) _log.Info("Reaper took back {0} runs with expired leases", r.Reclaimed);
+            if (r.Reclaimed > 0)
+            {
+                _log.Info("Reaper took back {0} runs with expired leases", r.Reclaimed);
+                RedflowTelemetry.LeaseTakeovers.Add(r.Reclaimed);
+            }
             if (r.Canceled > 0) _log.Info("Reaper ended {0} canceled runs whose handlers ignored the cancel past the grace period", r.Canceled);
         });
         // A failed reap (Redis unreachable) crashes the actor on purpose: the backoff supervisor restarts it later.

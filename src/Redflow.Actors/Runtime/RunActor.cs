@@ -1,4 +1,5 @@
-using System.Text.Json;
+using System.Diagnostics;
+using Microsoft.Extensions.Logging;
 using Akka.Actor;
 using Akka.Event;
 using Redflow.Protocol;
@@ -57,6 +58,9 @@ internal sealed class RunActor : ReceiveActor, IWithTimers
     private string _outcomeName = "";
     private int _outcomeAttempts;
     private bool _finished;
+    private Activity? _activity;
+    private bool _willRetry;
+    private readonly long _started = WorkerContext.Now();
 
     public RunActor(WorkerContext ctx, ClaimedRun run, WorkflowDefinition definition, IActorRef renewer, IActorRef onFailure, long claimSentAt)
     {
@@ -106,16 +110,28 @@ internal sealed class RunActor : ReceiveActor, IWithTimers
     {
         _renewer.Tell(new TrackLease(_run.Id, _run.Token, Self));
         ScheduleFenceCheck();
+        RedflowTelemetry.RunsStarted.Add(1, RedflowTelemetry.WorkflowTags(_run.Workflow, _run.Queue));
         var info = new RunInfo(_run.Id, _run.Workflow, _run.Queue, _run.Attempt, _run.MaxAttempts);
         var scope = new RunScope(info, _stop, new ActorStepApi(Self, _stop.Token, _ctx, _run), _ctx.Options.Services);
-        // The handler runs as a task off the actor's thread; its outcome comes back as a message.
-        Task.Run(() => _definition.ExecuteAsync(_run.Input, scope))
-            .PipeTo(Self, success: output => new HandlerSucceeded(output), failure: ex => new HandlerFailed(ex));
+        // The run's span continues the trace of the code that emitted it. It becomes the current activity (and a log
+        // scope carries the run's ids) only inside the handler's task: the actor's own thread is left as it was.
+        var previous = Activity.Current;
+        ActivityContext.TryParse(_run.TraceParent, null, isRemote: true, out var parent);
+        _activity = RedflowTelemetry.Source.StartActivity("redflow.run", ActivityKind.Consumer, parent,
+            RedflowTelemetry.RunTags(_run.Id, _run.Workflow, _run.Queue, _run.Attempt));
+        using (_ctx.Logger.BeginScope(new Dictionary<string, object> { ["RunId"] = _run.Id, ["Workflow"] = _run.Workflow, ["Attempt"] = _run.Attempt }))
+        {
+            // The handler runs as a task off the actor's thread; its outcome comes back as a message.
+            Task.Run(() => _definition.ExecuteAsync(_run.Input, scope))
+                .PipeTo(Self, success: output => new HandlerSucceeded(output), failure: ex => new HandlerFailed(ex));
+        }
+        Activity.Current = previous;
     }
 
     protected override void PostStop()
     {
         if (_finished) return;
+        _activity?.Dispose();
         // Stopped without an outcome (a fault, or the actor system shutting down): hand the run back.
         _renewer.Tell(new UntrackLease(_run.Id, _run.Token));
         _stop.Request(StopReason.WorkerStopping);
@@ -202,6 +218,7 @@ internal sealed class RunActor : ReceiveActor, IWithTimers
         {
             var result = await _ctx.Store.FailAsync(_run.Id, _run.Token, runError, retriable, delay,
                 step?.Name, _run.Attempt, step?.Ran ?? TimeSpan.Zero, _ctx.Options.Lease).ConfigureAwait(false);
+            _willRetry = result.WillRetry;
             if (result is { Outcome: Protocol.WriteOutcome.Ok, WillRetry: false } && hasOnFailure)
                 onFailure.Tell(new CallOnFailure(pending)); // recorded as pending by the same script: made at least once
             return result.Outcome;
@@ -229,7 +246,21 @@ internal sealed class RunActor : ReceiveActor, IWithTimers
     {
         if (m.Outcome == Protocol.WriteOutcome.Fenced)
             _log.Warning("Run {0}: {1} not recorded: the lease was lost", _run.Id, _outcomeName);
+        else if (m.Outcome == Protocol.WriteOutcome.Ok)
+            CountOutcome();
+        _activity?.SetTag("redflow.outcome", m.Outcome == Protocol.WriteOutcome.Fenced ? "fenced" : _outcomeName);
         Finish();
+    }
+
+    private void CountOutcome()
+    {
+        var tags = RedflowTelemetry.WorkflowTags(_run.Workflow, _run.Queue);
+        switch (_outcomeName)
+        {
+            case "complete": RedflowTelemetry.RunsSucceeded.Add(1, tags); break;
+            case "cancel": RedflowTelemetry.RunsCanceled.Add(1, tags); break;
+            case "fail": (_willRetry ? RedflowTelemetry.RunsRetried : RedflowTelemetry.RunsFailed).Add(1, tags); break;
+        }
     }
 
     private void OnOutcomeFailed(OutcomeFailed m)
@@ -273,6 +304,9 @@ internal sealed class RunActor : ReceiveActor, IWithTimers
     {
         if (_finished) return;
         _finished = true;
+        RedflowTelemetry.RunDuration.Record((-WorkerContext.Until(_started)).TotalMilliseconds, RedflowTelemetry.WorkflowTags(_run.Workflow, _run.Queue));
+        if (_outcomeName == "fail" || _stop.Reason == StopReason.LeaseLost) _activity?.SetStatus(ActivityStatusCode.Error, _outcomeName == "fail" ? "failed" : "lease lost");
+        _activity?.Dispose();
         _renewer.Tell(new UntrackLease(_run.Id, _run.Token));
         Context.Stop(Self);
     }
@@ -283,7 +317,7 @@ internal sealed class RunActor : ReceiveActor, IWithTimers
         protected override async Task<string> ExecuteAsync(string name, Func<CancellationToken, Task<string>> invoke, StepOptions? options)
         {
             var reply = new TaskCompletionSource<string>(TaskCreationOptions.RunContinuationsAsynchronously);
-            run.Tell(new RunStep(name, invoke, options, reply));
+            run.Tell(new RunStep(name, invoke, options, reply, Activity.Current));
             await using var _ = token.Register(() => reply.TrySetCanceled(token));
             return await reply.Task.ConfigureAwait(false);
         }

@@ -1,11 +1,12 @@
 using Akka.Actor;
+using Microsoft.Extensions.Logging;
 using Akka.Event;
 using Redflow.Protocol;
 
 namespace Redflow.Runtime;
 
 /// <summary>The handler asks its RunActor to run step <paramref name="Name"/>; the answer comes back through <paramref name="Reply"/> (local only).</summary>
-internal sealed record RunStep(string Name, Func<CancellationToken, Task<string>> Invoke, StepOptions? Options, TaskCompletionSource<string> Reply);
+internal sealed record RunStep(string Name, Func<CancellationToken, Task<string>> Invoke, StepOptions? Options, TaskCompletionSource<string> Reply, System.Diagnostics.Activity? Activity = null);
 
 /// <summary>A step's result is recorded in Redis (told to the RunActor, which caches it for this attempt).</summary>
 internal sealed record StepRecorded(string Name, string Output);
@@ -52,10 +53,20 @@ internal sealed class StepActor : ReceiveActor, IWithTimers
 
     public ITimerScheduler Timers { get; set; } = null!;
 
-    protected override void PreStart() =>
-        // Task.Run: a step function that blocks synchronously must not block this actor's thread.
-        Task.Run(() => StepApi.InvokeAsync(_step.Name, _step.Invoke, _step.Options, _runToken))
-            .PipeTo(Self, success: json => new FunctionDone(json), failure: ex => new FunctionFailed(ex));
+    protected override void PreStart()
+    {
+        // Task.Run: a step function that blocks synchronously must not block this actor's thread. Inside it, the
+        // step's span is the current activity and the log scope names the run and the step.
+        using (_ctx.Logger.BeginScope(new Dictionary<string, object> { ["RunId"] = _run.Id, ["Workflow"] = _run.Workflow, ["Step"] = _step.Name }))
+        {
+            Task.Run(() =>
+                {
+                    System.Diagnostics.Activity.Current = _step.Activity;
+                    return StepApi.InvokeAsync(_step.Name, _step.Invoke, _step.Options, _runToken);
+                })
+                .PipeTo(Self, success: json => new FunctionDone(json), failure: ex => new FunctionFailed(ex));
+        }
+    }
 
     protected override void PostStop() =>
         _step.Reply.TrySetException(new RedflowException($"Step '{_step.Name}' of run {_run.Id} was interrupted (its worker is stopping)."));
@@ -63,6 +74,7 @@ internal sealed class StepActor : ReceiveActor, IWithTimers
     private void OnFunctionDone(FunctionDone m)
     {
         _ran = WorkerContext.Until(_started).Negate();
+        RedflowTelemetry.StepDuration.Record(_ran.TotalMilliseconds, RedflowTelemetry.WorkflowTags(_run.Workflow, _run.Queue));
         var size = System.Text.Encoding.UTF8.GetByteCount(m.Output);
         if (size > _ctx.Options.MaxPayloadBytes)
         {

@@ -69,7 +69,7 @@ internal sealed class WorkerActor : ReceiveActor, IWithTimers
             _log.Info("Worker {0}: {1} runs still running after the shutdown timeout; canceling them (worker stopping)", _ctx.Node, InFlight);
             foreach (var poller in _pollers) poller.Tell(new StopRun(StopReason.WorkerStopping));
         });
-        Receive<Heartbeat>(_ => Registration.RegisterAsync(_ctx).PipeTo(Self, success: () => Status.Success.Instance));
+        Receive<Heartbeat>(_ => HeartbeatAsync().PipeTo(Self, success: () => Status.Success.Instance));
         Receive<Status.Success>(_ => { });
         Receive<Status.Failure>(f => _log.Warning(f.Cause, "Worker {0}: heartbeat failed", _ctx.Node));
     }
@@ -104,6 +104,14 @@ internal sealed class WorkerActor : ReceiveActor, IWithTimers
         Timers.StartPeriodicTimer("poll", Poll.Instance, _ctx.Options.BlmoveTimeout);
         Timers.StartPeriodicTimer("heartbeat", new Heartbeat(), HeartbeatInterval);
         Self.Tell(Poll.Instance);
+    }
+
+    /// <summary>Refreshes the registration, and samples the worker's queues for the depth gauges.</summary>
+    private async Task HeartbeatAsync()
+    {
+        await Registration.RegisterAsync(_ctx).ConfigureAwait(false);
+        var queues = await Task.WhenAll(_ctx.Options.EffectiveQueues.Select(_ctx.Store.QueueStatsAsync)).ConfigureAwait(false);
+        RedflowTelemetry.UpdateQueues(_ctx.Options.Prefix, queues);
     }
 
     /// <summary>

@@ -6,6 +6,10 @@ namespace Redflow.Runtime;
 /// <summary>What every actor of one worker shares: its options, its store, its node id and its workflows. Immutable.</summary>
 internal sealed record WorkerContext(StartWorkerOptions Options, RedisStore Store, RedisRedflowClient Client, string Node, IReadOnlyDictionary<string, WorkflowDefinition> Workflows)
 {
+    /// <summary>Where handler and step logs get their scope (run id, workflow, attempt, step name).</summary>
+    public Microsoft.Extensions.Logging.ILogger Logger { get; } =
+        (Options.LoggerFactory ?? Microsoft.Extensions.Logging.Abstractions.NullLoggerFactory.Instance).CreateLogger("Redflow.Run");
+
     /// <summary>Set once the worker is stopping: RunActors then stop claiming a next run as they complete.</summary>
     public WorkerLifecycle Lifecycle { get; } = new();
 

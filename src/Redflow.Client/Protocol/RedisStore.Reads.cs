@@ -93,7 +93,8 @@ internal sealed partial class RedisStore
         };
     }
 
-    private async Task<QueueStats> QueueStatsAsync(string queue)
+    /// <summary>Ready, scheduled and running counts of one queue.</summary>
+    public async Task<QueueStats> QueueStatsAsync(string queue)
     {
         var ring = await Db.ListRangeAsync(Keys.Ring(queue)).ConfigureAwait(false);
         var ready = await Task.WhenAll(ring.Distinct().Select(wf => Db.ListLengthAsync(Keys.Ready(queue, wf!)))).ConfigureAwait(false);

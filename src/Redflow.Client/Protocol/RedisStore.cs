@@ -18,7 +18,7 @@ internal enum WriteOutcome
 /// <summary>A run leased by a claim, with the step results recorded by earlier attempts.</summary>
 internal sealed record ClaimedRun(
     string Id, string Token, long LeaseDeadlineMs, string Workflow, string Queue, string Input,
-    int Attempt, int MaxAttempts, int Resumes, IReadOnlyDictionary<string, string> CachedSteps);
+    int Attempt, int MaxAttempts, int Resumes, IReadOnlyDictionary<string, string> CachedSteps, string TraceParent = "");
 
 /// <summary>Asks a completing script to claim the next run for the freed slot.</summary>
 internal sealed record NextRunRequest(string RequestId, TimeSpan Lease, string Worker, IReadOnlyList<string> Queues);
@@ -58,12 +58,12 @@ internal sealed partial class RedisStore(IConnectionMultiplexer redis, Keys keys
 
     public async Task<(string RunId, bool Created)> EmitAsync(
         string runId, string workflow, string inputJson, string? queue, int? maxAttempts, DateTimeOffset? runAt,
-        TimeSpan? delay, string? idempotencyKey, TimeSpan idempotencyWindow, string? parentRunId, string? rerunOf)
+        TimeSpan? delay, string? idempotencyKey, TimeSpan idempotencyWindow, string? parentRunId, string? rerunOf, string traceParent = "")
     {
         var r = (RedisResult[])(await CallAsync(ScriptLibrary.Emit,
             runId, workflow, inputJson, queue ?? "", maxAttempts?.ToString(CultureInfo.InvariantCulture) ?? "",
             runAt is { } at ? at.ToUnixTimeMilliseconds() : "", delay is { } d ? (long)d.TotalMilliseconds : "",
-            idempotencyKey ?? "", (long)idempotencyWindow.TotalMilliseconds, parentRunId ?? "", rerunOf ?? "").ConfigureAwait(false))!;
+            idempotencyKey ?? "", (long)idempotencyWindow.TotalMilliseconds, parentRunId ?? "", rerunOf ?? "", traceParent).ConfigureAwait(false))!;
         var kind = (string)r[0]!;
         if (kind == "unknown")
             throw new UnknownWorkflowException(workflow, r.Skip(1).Select(x => (string)x!).ToList());
@@ -92,7 +92,8 @@ internal sealed partial class RedisStore(IConnectionMultiplexer redis, Keys keys
                     cached[record.Name] = record.Output?.GetRawText() ?? RedflowJson.Null;
             }
             runs.Add(new ClaimedRun((string)f[0]!, (string)f[1]!, long.Parse((string)f[2]!, CultureInfo.InvariantCulture),
-                (string)f[3]!, (string)f[8]!, (string?)f[4] ?? RedflowJson.Null, Int(f[5]), Int(f[6]), Int(f[7]), cached));
+                (string)f[3]!, (string)f[8]!, (string?)f[4] ?? RedflowJson.Null, Int(f[5]), Int(f[6]), Int(f[7]), cached,
+                f.Length > 10 ? (string?)f[10] ?? "" : ""));
         }
         return runs;
     }

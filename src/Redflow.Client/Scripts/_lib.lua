@@ -163,10 +163,11 @@ end
 
 -- Creates a run once (queued now, or scheduled for later) and its idempotency key. The caller checked that
 -- neither the id nor the key exists. Used by emit and by the cron tick.
-local function create_run(id, wf, input, q, max_attempts, available, now, key, key_ttl, parent, rerun_of)
+local function create_run(id, wf, input, q, max_attempts, available, now, key, key_ttl, parent, rerun_of, traceparent)
   redis.call('HSET', k_run(id), 'id', id, 'workflow', wf, 'queue', q, 'input', input, 'attempt', 1,
     'max_attempts', max_attempts, 'created_at', now, 'resumes', 0, 'stalls', 0,
-    'parent_run_id', parent, 'idempotency_key', key, 'idem_ttl_ms', key_ttl, 'rerun_of', rerun_of)
+    'parent_run_id', parent, 'idempotency_key', key, 'idem_ttl_ms', key_ttl, 'rerun_of', rerun_of,
+    'traceparent', traceparent or '')
   if key ~= '' then redis.call('SET', k_idem(wf, key), id) end
   redis.call('ZADD', K_RUNS, now, id)
   redis.call('ZADD', k_wf_runs(wf), now, id)
@@ -178,7 +179,7 @@ end
 -- Leases up to max ready runs of queue q to a worker, appending them to out: round-robin over the queue's
 -- ring of workflows, skipping workflows at MaxConcurrency (their runs stay queued; others are not blocked).
 -- Each leased run gets a new fencing token. Entries: {id, token, deadline, workflow, input, attempt,
--- max attempts, resumes, queue, {step name, step record, ...}}.
+-- max attempts, resumes, queue, {step name, step record, ...}, W3C traceparent of the emitting code}.
 local function claim_from(q, max, worker, lease_ms, now, out)
   local ring = k_ring(q)
   local spins = redis.call('LLEN', ring)
@@ -196,14 +197,14 @@ local function claim_from(q, max, worker, lease_ms, now, out)
         local run = k_run(id)
         local token = tostring(redis.call('INCR', K_TOKEN))
         local deadline = now + lease_ms
-        local r = redis.call('HMGET', run, 'created_at', 'started_at', 'input', 'attempt', 'max_attempts', 'resumes')
+        local r = redis.call('HMGET', run, 'created_at', 'started_at', 'input', 'attempt', 'max_attempts', 'resumes', 'traceparent')
         redis.call('HSET', run, 'status', 'running', 'token', token, 'worker', worker, 'lease_until', deadline)
         if not r[2] then redis.call('HSET', run, 'started_at', now) end
         redis.call('ZADD', k_leases(q), deadline, id)
         redis.call('SADD', k_running(wf), id)
         move_status(id, wf, 'queued', 'running', tonumber(r[1]))
         redis.call('HINCRBY', K_COUNTERS, 'started', 1)
-        out[#out + 1] = { id, token, tostring(deadline), wf, r[3], r[4], r[5], r[6], q, redis.call('HGETALL', k_steps(id)) }
+        out[#out + 1] = { id, token, tostring(deadline), wf, r[3], r[4], r[5], r[6], q, redis.call('HGETALL', k_steps(id)), r[7] or '' }
       end
       if redis.call('LLEN', k_ready(q, wf)) == 0 then
         redis.call('LPOP', ring) -- no ready runs left: the workflow leaves the ring

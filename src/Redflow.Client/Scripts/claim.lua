@@ -10,7 +10,7 @@
   ARGV[5] request id: a repeated claim with the same id returns the same answer
   ARGV[6] abandon after this many lease expiries with no progress
   Returns a list of runs, each {id, token, lease deadline ms, workflow, input, attempt, max attempts,
-  resumes, queue, {step name, step record JSON, ...}} (claim_from in _lib.lua)
+  resumes, queue, {step name, step record JSON, ...}, traceparent} (claim_from in _lib.lua)
 ]]
 local q, max, worker, lease_ms, req = ARGV[1], tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4]), ARGV[5]
 local prior = redis.call('GET', k_claim(req))

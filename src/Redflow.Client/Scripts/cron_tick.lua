@@ -31,7 +31,7 @@ for i = 7, #ARGV, 2 do
       skipped = skipped + 1
       redis.call('HINCRBY', K_COUNTERS, 'cron_skipped', 1)
     else
-      create_run(id, wf, ARGV[3], ARGV[4], ARGV[5], now, now, key, ARGV[6], '', '')
+      create_run(id, wf, ARGV[3], ARGV[4], ARGV[5], now, now, key, ARGV[6], '', '', '')
       fired = fired + 1
       redis.call('HINCRBY', K_COUNTERS, 'cron_fired', 1)
     end

@@ -12,6 +12,7 @@
   ARGV[9]  idempotency key window ms, counted from the run's end
   ARGV[10] parent run id ('')
   ARGV[11] rerun of run id ('')
+  ARGV[12] W3C traceparent of the emitting code ('' = none)
   Returns {'created', id} | {'exists', id} (same key or same id: nothing written) | {'unknown', workflow names...}
 ]]
 local id, wf = ARGV[1], ARGV[2]
@@ -35,5 +36,5 @@ local now = now_ms()
 local available = now
 if ARGV[6] ~= '' then available = math.max(now, tonumber(ARGV[6])) end
 if ARGV[7] ~= '' then available = now + tonumber(ARGV[7]) end
-create_run(id, wf, ARGV[3], q, max_attempts, available, now, key, ARGV[9], ARGV[10], ARGV[11])
+create_run(id, wf, ARGV[3], q, max_attempts, available, now, key, ARGV[9], ARGV[10], ARGV[11], ARGV[12])
 return { 'created', id }
