@@ -2,7 +2,7 @@
 //   Redflow.FaultWorker <redis-config> <prefix> <ledger-file> <lease-ms> <concurrency>
 // Runs the harness's workflows and writes an independent ledger of what every handler and step body did,
 // one line each, flushed to the OS at once (a SIGKILL loses no finished line):
-//   <unix-ms> begin <run> - <attempt> <pid> <inv> <token>   a handler invocation began; token = the run's fencing
+//   <unix-ms> begin <run> - <attempt> <pid> <inv> <token>   a handler invocation began (time of entry); token = the run's fencing
 //                                                          token read from Redis right after the claim, when this
 //                                                          worker still held it ("?" unknown, "stale" taken already)
 //   <unix-ms> start|end|throw <run> <step> <attempt> <pid> <inv> <exec>   a step body began / returned / threw
@@ -27,9 +27,9 @@ var pid = Environment.ProcessId;
 var ledgerStream = new FileStream(ledgerPath, FileMode.Append, FileAccess.Write, FileShare.ReadWrite);
 var ledgerLock = new object();
 
-void Ledger(string kind, string run, string step, int attempt, string inv, string extra)
+void Ledger(string kind, string run, string step, int attempt, string inv, string extra, long? ms = null)
 {
-    var line = Encoding.UTF8.GetBytes($"{DateTimeOffset.UtcNow.ToUnixTimeMilliseconds()} {kind} {run} {step} {attempt} {pid} {inv} {extra}\n");
+    var line = Encoding.UTF8.GetBytes($"{ms ?? DateTimeOffset.UtcNow.ToUnixTimeMilliseconds()} {kind} {run} {step} {attempt} {pid} {inv} {extra}\n");
     lock (ledgerLock)
     {
         ledgerStream.Write(line);
@@ -60,7 +60,8 @@ async Task<object?> RunPlanAsync(WorkflowHandlerContext ctx)
     var inv = Guid.NewGuid().ToString("N")[..12];
     var run = ctx.Run.Id;
     var attempt = ctx.Run.Attempt;
-    Ledger("begin", run, "-", attempt, inv, await ReadTokenAsync(run));
+    var entered = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(); // before the token read: as close to the claim as the handler gets
+    Ledger("begin", run, "-", attempt, inv, await ReadTokenAsync(run), entered);
     var input = ctx.Input;
     var steps = input.GetProperty("steps");
     var poison = input.TryGetProperty("poison", out var p) ? p.GetInt32() : -1;
