@@ -4,11 +4,14 @@ using Redflow.Protocol;
 
 namespace Redflow.Runtime;
 
-/// <summary>Claim up to <paramref name="Max"/> runs from this poller's queue (the worker's free slots).</summary>
-internal sealed record ClaimRuns(int Max);
+/// <summary>Claim up to <paramref name="Max"/> runs from this poller's queue (slots the worker reserved for this pass).</summary>
+internal sealed record ClaimRuns(int Max, ClaimPass Pass);
 
-/// <summary>The poller's answer: how many runs it leased (each now has a RunActor), or that the claim failed.</summary>
-internal sealed record RunsClaimed(int Count, bool Failed);
+/// <summary>The poller's answer: how many of the reserved slots it filled (each now has a RunActor), or that the claim failed.</summary>
+internal sealed record RunsClaimed(int Count, bool Failed, int Reserved, ClaimPass Pass);
+
+/// <summary>Where a pass over the worker's queues stands: the queue it is at and the runs it claimed so far.</summary>
+internal sealed record ClaimPass(int Queue, int Claimed);
 
 /// <summary>A RunActor of this poller stopped: its slot is free again.</summary>
 internal sealed record SlotFreed
@@ -23,8 +26,8 @@ internal sealed record SlotFreed
 /// </summary>
 internal sealed class QueuePollerActor : ReceiveActor
 {
-    private sealed record Claimed(IReadOnlyList<ClaimedRun> Runs, long SentAt, IActorRef ReplyTo);
-    private sealed record ClaimFailed(Exception Error, IActorRef ReplyTo);
+    private sealed record Claimed(IReadOnlyList<ClaimedRun> Runs, long SentAt, ClaimRuns Request, IActorRef ReplyTo);
+    private sealed record ClaimFailed(Exception Error, ClaimRuns Request, string RequestId, IActorRef ReplyTo);
 
     /// <summary>A run of a workflow this worker does not have goes back to the queue after this delay.</summary>
     internal static readonly TimeSpan UnknownWorkflowDelay = TimeSpan.FromSeconds(5);
@@ -48,8 +51,9 @@ internal sealed class QueuePollerActor : ReceiveActor
         Receive<Claimed>(OnClaimed);
         Receive<ClaimFailed>(m =>
         {
+            _unansweredRequest ??= m.RequestId;
             _log.Warning(m.Error, "Claim on queue {0} failed", _queue);
-            m.ReplyTo.Tell(new RunsClaimed(0, Failed: true));
+            m.ReplyTo.Tell(new RunsClaimed(0, Failed: true, m.Request.Max, m.Request.Pass));
         });
         Receive<StopRun>(m =>
         {
@@ -68,18 +72,18 @@ internal sealed class QueuePollerActor : ReceiveActor
 
     private void OnClaimRuns(ClaimRuns m)
     {
+        // A claim whose answer was lost is repeated with its request id, so its runs are not stranded.
         var requestId = _unansweredRequest ?? Guid.NewGuid().ToString("N");
-        _unansweredRequest = requestId;
+        _unansweredRequest = null;
         var sentAt = WorkerContext.Now();
         var replyTo = Sender;
         // Durability point: the claim leases runs in Redis with a fencing token; nothing is held locally before it.
         _ctx.Store.ClaimAsync(_queue, m.Max, _ctx.Node, _ctx.Options.Lease, requestId, _ctx.Options.AbandonAfter)
-            .PipeTo(Self, success: runs => new Claimed(runs, sentAt, replyTo), failure: ex => new ClaimFailed(ex, replyTo));
+            .PipeTo(Self, success: runs => new Claimed(runs, sentAt, m, replyTo), failure: ex => new ClaimFailed(ex, m, requestId, replyTo));
     }
 
     private void OnClaimed(Claimed m)
     {
-        _unansweredRequest = null;
         var started = 0;
         foreach (var run in m.Runs)
         {
@@ -95,12 +99,12 @@ internal sealed class QueuePollerActor : ReceiveActor
                 // The run was taken over and came back to this worker: the older holder is fenced by the new token.
                 existing.Actor.Tell(LeaseLost.Instance);
             }
-            var actor = Context.ActorOf(Props.Create(() => new RunActor(_ctx, run, definition, _renewer, _onFailure, m.SentAt)), $"run-{run.Id}-{run.Token}");
+            var actor = Context.ActorOf(Props.Create<RunActor>(_ctx, run, definition, _renewer, _onFailure, m.SentAt), $"run-{run.Id}-{run.Token}");
             Context.Watch(actor);
             _runs[run.Id] = (run.Token, actor);
             _runOfActor[actor] = run.Id;
             started++;
         }
-        m.ReplyTo.Tell(new RunsClaimed(started, Failed: false));
+        m.ReplyTo.Tell(new RunsClaimed(started, Failed: false, m.Request.Max, m.Request.Pass));
     }
 }

@@ -136,7 +136,7 @@ internal sealed class RunActor : ReceiveActor, IWithTimers
             step.Reply.TrySetResult(cached);
             return;
         }
-        Context.ActorOf(Props.Create(() => new StepActor(_ctx, _run, step, _stop.Token)), "step-" + ++_stepCount);
+        Context.ActorOf(Props.Create<StepActor>(_ctx, _run, step, _stop.Token), "step-" + ++_stepCount);
     }
 
     private void OnHandlerSucceeded(HandlerSucceeded m)

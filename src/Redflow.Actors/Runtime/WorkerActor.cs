@@ -35,21 +35,23 @@ internal sealed class WorkerActor : ReceiveActor, IWithTimers
 
     private readonly ILoggingAdapter _log = Context.GetLogger();
     private readonly WorkerContext _ctx;
-    private readonly Func<Task> _register;
+    private readonly bool _clustered;
     private readonly List<IActorRef> _pollers = [];
-    private int _free;
-    private bool _passInFlight;
-    private int _passQueue;
-    private int _claimedInPass;
+    /// <summary>At most this many claim passes are in flight at once.</summary>
+    private const int MaxPasses = 2;
+
+    private int _free;     // slots neither running a run nor reserved by a pass in flight
+    private int _passes;   // claim passes in flight
+    private int _reserved; // slots reserved by the passes in flight
     private bool _pollAgain;
     private int _failures;
     private IActorRef? _stopRequester;
     private IActorRef _renewer = ActorRefs.Nobody;
 
-    public WorkerActor(WorkerContext ctx, Func<Task> register)
+    public WorkerActor(WorkerContext ctx, bool clustered)
     {
         _ctx = ctx;
-        _register = register;
+        _clustered = clustered;
         _free = ctx.Options.Concurrency;
         Receive<Poll>(_ => StartPass());
         Receive<RunsClaimed>(OnRunsClaimed);
@@ -66,14 +68,15 @@ internal sealed class WorkerActor : ReceiveActor, IWithTimers
             _log.Info("Worker {0}: {1} runs still running after the shutdown timeout; canceling them (worker stopping)", _ctx.Node, InFlight);
             foreach (var poller in _pollers) poller.Tell(new StopRun(StopReason.WorkerStopping));
         });
-        Receive<Heartbeat>(_ => _register().PipeTo(Self, success: () => Status.Success.Instance));
+        Receive<Heartbeat>(_ => Registration.RegisterAsync(_ctx).PipeTo(Self, success: () => Status.Success.Instance));
         Receive<Status.Success>(_ => { });
         Receive<Status.Failure>(f => _log.Warning(f.Cause, "Worker {0}: heartbeat failed", _ctx.Node));
     }
 
     public ITimerScheduler Timers { get; set; } = null!;
 
-    private int InFlight => _ctx.Options.Concurrency - _free;
+    /// <summary>Slots running a run (free slots and slots reserved by a pass in flight excluded).</summary>
+    private int InFlight => _ctx.Options.Concurrency - _free - _reserved;
 
     /// <summary>
     /// Pollers own RunActors, so they are resumed, not restarted, on an unexpected fault (a restart would stop
@@ -95,38 +98,64 @@ internal sealed class WorkerActor : ReceiveActor, IWithTimers
             var queue = queues[i];
             _pollers.Add(Context.ActorOf(Props.Create(() => new QueuePollerActor(_ctx, queue, renewer, onFailure)), $"poller-{i}"));
         }
-        if (_ctx.Options.RunReaper)
-            Context.ActorOf(ReaperActor.SupervisedProps(_ctx), "reaper-supervisor");
+        if (_ctx.Options.RunReaper) StartSingletons();
         // Fallback poll: the doorbell wakes idle pollers at once; this catches a lost doorbell message.
         Timers.StartPeriodicTimer("poll", Poll.Instance, _ctx.Options.BlmoveTimeout);
         Timers.StartPeriodicTimer("heartbeat", new Heartbeat(), HeartbeatInterval);
         Self.Tell(Poll.Instance);
     }
 
-    /// <summary>Offers the free slots to the first queue; the rest of the pass follows in <see cref="OnRunsClaimed"/>.</summary>
+    /// <summary>
+    /// The reaper and the cron actor. Standalone, this worker runs its own. In an Akka.Cluster they run once per
+    /// cluster, as singletons managed on every node (the oldest node hosts them; a crash moves them). Correctness
+    /// never depends on their uniqueness: their scripts make two at once harmless, and claims reclaim expired
+    /// leases themselves, so liveness does not wait for a singleton hand-over.
+    /// </summary>
+    private void StartSingletons()
+    {
+        if (!_clustered)
+        {
+            Context.ActorOf(ReaperActor.SupervisedProps(_ctx), "reaper");
+            Context.ActorOf(CronActor.SupervisedProps(_ctx), "cron");
+            return;
+        }
+        var settings = Akka.Cluster.Tools.Singleton.ClusterSingletonManagerSettings.Create(Context.System);
+        Context.ActorOf(Akka.Cluster.Tools.Singleton.ClusterSingletonManager.Props(ReaperActor.SupervisedProps(_ctx), PoisonPill.Instance,
+            settings.WithSingletonName("reaper")), "reaper");
+        Context.ActorOf(Akka.Cluster.Tools.Singleton.ClusterSingletonManager.Props(CronActor.SupervisedProps(_ctx), PoisonPill.Instance,
+            settings.WithSingletonName("cron")), "cron");
+    }
+
+    /// <summary>
+    /// Reserves the free slots and offers them to the first queue; the pass goes on through the queues in
+    /// <see cref="OnRunsClaimed"/>. Up to <see cref="MaxPasses"/> passes overlap, so slots freed while a claim is
+    /// in flight are claimed without waiting for it.
+    /// </summary>
     private void StartPass()
     {
-        if (_stopRequester is not null || _free <= 0) return;
-        if (_passInFlight)
+        if (_stopRequester is not null) return;
+        if (_free <= 0 || _passes >= MaxPasses)
         {
             _pollAgain = true;
             return;
         }
-        _passInFlight = true;
         _pollAgain = false;
-        _passQueue = 0;
-        _claimedInPass = 0;
-        _pollers[0].Tell(new ClaimRuns(_free));
+        _passes++;
+        var reserved = _free;
+        _free = 0;
+        _reserved += reserved;
+        _pollers[0].Tell(new ClaimRuns(reserved, new ClaimPass(0, 0)));
     }
 
     private void OnRunsClaimed(RunsClaimed m)
     {
-        _free -= m.Count;
-        _claimedInPass += m.Count;
+        var left = m.Reserved - m.Count;
+        _reserved -= m.Count; // reserved slots now running runs
+        var pass = m.Pass with { Claimed = m.Pass.Claimed + m.Count };
         if (m.Failed)
         {
             // Back off: 100 ms doubling to 5 s, so an outage does not spin. The fallback poll timer is paused meanwhile.
-            _passInFlight = false;
+            EndPass(left);
             var delay = TimeSpan.FromMilliseconds(Math.Min(5000, 100 * Math.Pow(2, Math.Min(++_failures, 6))));
             Timers.Cancel("poll");
             Timers.StartSingleTimer("backoff", Poll.Instance, delay);
@@ -138,19 +167,26 @@ internal sealed class WorkerActor : ReceiveActor, IWithTimers
             _failures = 0;
             Timers.StartPeriodicTimer("poll", Poll.Instance, _ctx.Options.BlmoveTimeout);
         }
-        if (_free > 0 && _stopRequester is null && ++_passQueue < _pollers.Count)
+        if (left > 0 && _stopRequester is null && pass.Queue + 1 < _pollers.Count)
         {
-            _pollers[_passQueue].Tell(new ClaimRuns(_free));
+            _pollers[pass.Queue + 1].Tell(new ClaimRuns(left, pass with { Queue = pass.Queue + 1 }));
             return;
         }
-        _passInFlight = false;
+        EndPass(left);
         if (_stopRequester is not null)
         {
             CheckStopped();
             return;
         }
         // Runs were found and slots remain, or something woke us mid-pass: there may be more.
-        if (_claimedInPass > 0 || _pollAgain) StartPass();
+        if ((pass.Claimed > 0 && _free > 0) || _pollAgain) StartPass();
+    }
+
+    private void EndPass(int unusedSlots)
+    {
+        _free += unusedSlots;
+        _reserved -= unusedSlots;
+        _passes--;
     }
 
     private void OnStopWorker(StopWorker m)
@@ -165,7 +201,7 @@ internal sealed class WorkerActor : ReceiveActor, IWithTimers
 
     private void CheckStopped()
     {
-        if (InFlight > 0 || _passInFlight) return;
+        if (InFlight > 0 || _passes > 0) return;
         Timers.Cancel("drain");
         _stopRequester!.Tell(WorkerStopped.Instance);
     }

@@ -48,6 +48,7 @@ internal sealed class Keys
     public RedisChannel Cancel => RedisChannel.Literal(Base + "cancel");
     public RedisKey Cancels => Base + "cancels";
     public RedisKey Waits => Base + "waits";
+    public RedisKey CronLast(string triggerId) => Base + "cron:" + triggerId;
 
     /// <summary>The status as stored: lower case.</summary>
     public static string StatusName(RunStatus status) => status switch

@@ -165,6 +165,30 @@ internal sealed partial class RedisStore(IConnectionMultiplexer redis, Keys keys
         }, payload);
     }
 
+    /// <summary>The Redis clock and the last instant a cron trigger handled (0 when it never ran).</summary>
+    public async Task<(DateTimeOffset Now, long LastMs)> CronStateAsync(string triggerId)
+    {
+        var time = Db.ExecuteAsync("TIME");
+        var last = Db.StringGetAsync(Keys.CronLast(triggerId));
+        var t = (RedisResult[])(await time.ConfigureAwait(false))!;
+        var now = DateTimeOffset.FromUnixTimeMilliseconds(long.Parse((string)t[0]!, CultureInfo.InvariantCulture) * 1000 + long.Parse((string)t[1]!, CultureInfo.InvariantCulture) / 1000);
+        var l = await last.ConfigureAwait(false);
+        return (now, l.IsNull ? 0 : (long)l);
+    }
+
+    /// <summary>Marks a trigger as handled up to an instant without firing (its first start, or skipped misfires).</summary>
+    public Task CronAdvanceAsync(string triggerId, long instantMs) => CronTickAsync("", triggerId, "", "", 0, TimeSpan.Zero, [(instantMs, "")]);
+
+    /// <summary>Fires due instants of a trigger, once each; returns how many fired and how many were skipped at the cap.</summary>
+    public async Task<(int Fired, int Skipped)> CronTickAsync(string workflow, string triggerId, string inputJson, string queue, int maxAttempts,
+        TimeSpan idempotencyWindow, IReadOnlyList<(long InstantMs, string RunId)> instants)
+    {
+        var args = new List<RedisValue> { workflow, triggerId, inputJson, queue, maxAttempts, (long)idempotencyWindow.TotalMilliseconds };
+        foreach (var (instant, runId) in instants) args.AddRange([instant, runId]);
+        var r = (RedisResult[])(await CallAsync(ScriptLibrary.CronTick, [.. args]).ConfigureAwait(false))!;
+        return ((int)r[0], (int)r[1]);
+    }
+
     /// <summary>Takes due OnFailure calls of <paramref name="workflows"/> for one lease.</summary>
     public async Task<IReadOnlyList<PendingOnFailure>> ClaimOnFailureAsync(TimeSpan lease, int max, IEnumerable<string> workflows)
     {

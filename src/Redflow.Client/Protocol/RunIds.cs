@@ -17,9 +17,14 @@ internal static class RunIds
     }
 
     /// <summary>The id of the child a parent's step starts in one attempt: the same inputs give the same id.</summary>
-    public static string Child(string parentRunId, string step, int attempt)
+    public static string Child(string parentRunId, string step, int attempt) => Derived(parentRunId, step, attempt.ToString(System.Globalization.CultureInfo.InvariantCulture));
+
+    /// <summary>The id of the run a cron trigger starts for one instant.</summary>
+    public static string Cron(string triggerId, long instantMs) => Derived("cron", triggerId, instantMs.ToString(System.Globalization.CultureInfo.InvariantCulture));
+
+    private static string Derived(params string[] parts)
     {
-        var hash = SHA256.HashData(System.Text.Encoding.UTF8.GetBytes($"{parentRunId}\0{step}\0{attempt}"));
+        var hash = SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(string.Join('\0', parts)));
         return Encode(hash.AsSpan(0, 16));
     }
 

@@ -28,6 +28,7 @@ internal static class ScriptLibrary
     public static Script Register => Get("register");
     public static Script Cancel => Get("cancel");
     public static Script AwaitChild => Get("await_child");
+    public static Script CronTick => Get("cron_tick");
     public static Script ClaimOnFailure => Get("claim_onfailure");
 
     public static Script Get(string name) => Cache.GetOrAdd(name, static n =>

@@ -161,6 +161,20 @@ local function reclaim_expired(q, now, limit, abandon_after)
   return #expired
 end
 
+-- Creates a run once (queued now, or scheduled for later) and its idempotency key. The caller checked that
+-- neither the id nor the key exists. Used by emit and by the cron tick.
+local function create_run(id, wf, input, q, max_attempts, available, now, key, key_ttl, parent, rerun_of)
+  redis.call('HSET', k_run(id), 'id', id, 'workflow', wf, 'queue', q, 'input', input, 'attempt', 1,
+    'max_attempts', max_attempts, 'created_at', now, 'resumes', 0, 'stalls', 0,
+    'parent_run_id', parent, 'idempotency_key', key, 'idem_ttl_ms', key_ttl, 'rerun_of', rerun_of)
+  if key ~= '' then redis.call('SET', k_idem(wf, key), id) end
+  redis.call('ZADD', K_RUNS, now, id)
+  redis.call('ZADD', k_wf_runs(wf), now, id)
+  if parent ~= '' then redis.call('ZADD', k_children(parent), now, id) end
+  redis.call('SADD', K_QUEUES, q)
+  requeue(id, q, wf, false, now, available, now, false)
+end
+
 -- Reads the lease holder's view of a run; returns status and whether token holds it.
 local function holder(id, token)
   local r = redis.call('HMGET', k_run(id), 'status', 'token', 'queue', 'workflow', 'created_at', 'attempt', 'max_attempts')

@@ -35,13 +35,5 @@ local now = now_ms()
 local available = now
 if ARGV[6] ~= '' then available = math.max(now, tonumber(ARGV[6])) end
 if ARGV[7] ~= '' then available = now + tonumber(ARGV[7]) end
-redis.call('HSET', run, 'id', id, 'workflow', wf, 'queue', q, 'input', ARGV[3], 'attempt', 1,
-  'max_attempts', max_attempts, 'created_at', now, 'resumes', 0, 'stalls', 0,
-  'parent_run_id', ARGV[10], 'idempotency_key', key, 'idem_ttl_ms', ARGV[9], 'rerun_of', ARGV[11])
-if key ~= '' then redis.call('SET', k_idem(wf, key), id) end
-redis.call('ZADD', K_RUNS, now, id)
-redis.call('ZADD', k_wf_runs(wf), now, id)
-if ARGV[10] ~= '' then redis.call('ZADD', k_children(ARGV[10]), now, id) end
-redis.call('SADD', K_QUEUES, q)
-requeue(id, q, wf, false, now, available, now, false)
+create_run(id, wf, ARGV[3], q, max_attempts, available, now, key, ARGV[9], ARGV[10], ARGV[11])
 return { 'created', id }

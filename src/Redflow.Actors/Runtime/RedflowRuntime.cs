@@ -1,0 +1,105 @@
+using System.Security.Cryptography;
+using System.Text;
+using Akka.Actor;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using Redflow.Protocol;
+using StackExchange.Redis;
+
+namespace Redflow.Runtime;
+
+/// <summary>
+/// One worker's runtime on an actor system: checks the options and Redis, publishes the workflows, starts the
+/// WorkerActor and the doorbell and cancel subscriptions. <see cref="RedflowWorker"/> runs it on an actor system
+/// of its own; <c>WithRedflowWorker</c> runs it on the host's.
+/// </summary>
+internal sealed class RedflowRuntime
+{
+    private readonly RedisHandle _redis;
+    private readonly ChannelMessageQueue[] _subscriptions;
+    private readonly StartWorkerOptions _options;
+    private readonly ILogger _logger;
+    private int _stopped;
+
+    private RedflowRuntime(IActorRef worker, RedisHandle redis, ChannelMessageQueue[] subscriptions, StartWorkerOptions options, ILogger logger, string node)
+    {
+        Worker = worker;
+        _redis = redis;
+        _subscriptions = subscriptions;
+        _options = options;
+        _logger = logger;
+        Node = node;
+    }
+
+    public IActorRef Worker { get; }
+
+    public string Node { get; }
+
+    public static async Task<RedflowRuntime> StartAsync(ActorSystem system, StartWorkerOptions options, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        var configuration = RedisConnection.Parse(options.Url);
+        configuration.AllowAdmin = true; // for the CONFIG GET of the precondition checks
+        options.Validate(TimeSpan.FromMilliseconds(configuration.SyncTimeout));
+        var logger = (options.LoggerFactory ?? NullLoggerFactory.Instance).CreateLogger<RedflowWorker>();
+        var redis = new RedisHandle(configuration);
+        try
+        {
+            var mux = await redis.GetAsync().WaitAsync(cancellationToken).ConfigureAwait(false);
+            if (!mux.IsConnected)
+                throw new RedflowException($"Cannot reach Redis at {string.Join(", ", configuration.EndPoints)}: {mux.GetStatus().Trim()}");
+            await Preconditions.CheckAsync(mux, options, logger).ConfigureAwait(false);
+
+            var node = $"{Environment.MachineName}-{Environment.ProcessId}-{Guid.NewGuid().ToString("N")[..8]}";
+            var store = new RedisStore(mux, new Keys(options.Prefix));
+            var client = new RedisRedflowClient(new RedflowClientOptions { Url = options.Url, Prefix = options.Prefix, MaxPayloadBytes = options.MaxPayloadBytes }, redis, ownsConnection: false);
+            var ctx = new WorkerContext(options, store, client, node, options.Workflows.ToDictionary(w => w.Name, StringComparer.Ordinal));
+            await Registration.RegisterAsync(ctx).ConfigureAwait(false);
+
+            var clustered = system is ExtendedActorSystem { Provider: Akka.Cluster.IClusterActorRefProvider };
+            // The name depends only on the prefix, so the cluster singletons below it have the same path on every node.
+            var worker = system.ActorOf(Props.Create(() => new WorkerActor(ctx, clustered)), "redflow-" + Slug(options.Prefix));
+            var subscriber = mux.GetSubscriber();
+            var doorbell = await subscriber.SubscribeAsync(store.Keys.Doorbell).ConfigureAwait(false);
+            doorbell.OnMessage(_ => worker.Tell(Poll.Instance));
+            var cancels = await subscriber.SubscribeAsync(store.Keys.Cancel).ConfigureAwait(false);
+            cancels.OnMessage(m => worker.Tell(new CancelRequested((string)m.Message!)));
+            logger.LogInformation("Redflow worker {Node} ({App}) started: queues {Queues}, concurrency {Concurrency}, {Mode}",
+                node, options.App, string.Join(", ", options.EffectiveQueues), options.Concurrency, clustered ? "reaper and cron as cluster singletons" : "standalone");
+            return new RedflowRuntime(worker, redis, [doorbell, cancels], options, logger, node);
+        }
+        catch
+        {
+            await redis.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
+    }
+
+    /// <summary>Graceful stop: no new claims, running runs finish within the shutdown timeout or are handed back.</summary>
+    public async Task StopAsync(CancellationToken cancellationToken = default)
+    {
+        if (Interlocked.Exchange(ref _stopped, 1) == 1) return;
+        try
+        {
+            var bound = _options.ShutdownTimeout + RunActor.StopWait + TimeSpan.FromSeconds(5);
+            await Worker.Ask<WorkerStopped>(new StopWorker(_options.ShutdownTimeout), bound, cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is AskTimeoutException or TaskCanceledException)
+        {
+            _logger.LogWarning("Worker {Node} did not stop its runs in time; the reaper will take them back", Node);
+        }
+        finally
+        {
+            foreach (var subscription in _subscriptions) await subscription.UnsubscribeAsync().ConfigureAwait(false);
+            Worker.Tell(PoisonPill.Instance);
+            await _redis.DisposeAsync().ConfigureAwait(false);
+            _logger.LogInformation("Redflow worker {Node} stopped", Node);
+        }
+    }
+
+    private static string Slug(string prefix)
+    {
+        var safe = new string(prefix.Select(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_' ? c : '_').ToArray());
+        return safe + "-" + Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(prefix)))[..8].ToLowerInvariant();
+    }
+}

@@ -1,0 +1,42 @@
+--[[
+  cron_tick: fires due instants of one cron trigger, once each: one run per (trigger, instant) however many
+  cron actors call this (the run id and the idempotency key are derived from the trigger and the instant),
+  skipped when the workflow is at MaxConcurrency. Remembers the last instant handled, which only moves forward.
+  KEYS[1] namespace base
+  ARGV[1] workflow
+  ARGV[2] trigger id
+  ARGV[3] input JSON
+  ARGV[4] queue
+  ARGV[5] max attempts
+  ARGV[6] idempotency key window ms
+  ARGV[7..] pairs: instant (unix ms), run id, for the instants to fire, oldest first; an empty run id only
+           marks the instant handled (a first start, or misfires skipped by the policy)
+  Returns {fired, skipped}
+]]
+local wf, trigger = ARGV[1], ARGV[2]
+local last_key = P .. 'cron:' .. trigger
+local last = tonumber(redis.call('GET', last_key) or '0')
+local now = now_ms()
+local fired, skipped = 0, 0
+for i = 7, #ARGV, 2 do
+  local instant, id = tonumber(ARGV[i]), ARGV[i + 1]
+  if instant > last then
+    local key = 'cron:' .. trigger .. ':' .. instant
+    local cap = tonumber(redis.call('HGET', k_wf(wf), 'max_concurrency') or '1')
+    if id == '' then
+      -- handled without a run
+    elseif redis.call('EXISTS', k_idem(wf, key)) == 1 or redis.call('EXISTS', k_run(id)) == 1 then
+      -- fired already by another cron actor
+    elseif redis.call('SCARD', k_running(wf)) >= cap then
+      skipped = skipped + 1
+      redis.call('HINCRBY', K_COUNTERS, 'cron_skipped', 1)
+    else
+      create_run(id, wf, ARGV[3], ARGV[4], ARGV[5], now, now, key, ARGV[6], '', '')
+      fired = fired + 1
+      redis.call('HINCRBY', K_COUNTERS, 'cron_fired', 1)
+    end
+    last = instant
+  end
+end
+redis.call('SET', last_key, last)
+return { fired, skipped }
