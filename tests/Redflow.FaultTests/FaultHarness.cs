@@ -16,7 +16,7 @@ internal sealed record FaultProfile(
     public TimeSpan ReaperInterval { get; init; } = TimeSpan.FromMilliseconds(500); // as in Redflow.FaultWorker
 
     /// <summary>About two minutes: CI runs it on every build.</summary>
-    public static FaultProfile Short => new("short", 7, 3, 6, TimeSpan.FromSeconds(80), 6, TimeSpan.FromSeconds(2), TimeSpan.FromSeconds(5), TimeSpan.FromSeconds(60));
+    public static FaultProfile Short => new("short", 7, 3, 6, TimeSpan.FromSeconds(80), 6, TimeSpan.FromSeconds(2), TimeSpan.FromSeconds(5), TimeSpan.FromSeconds(90));
 
     /// <summary>30 minutes (override with REDFLOW_FAULT_MINUTES), more workers.</summary>
     public static FaultProfile Long(TimeSpan phase) =>
