@@ -1,0 +1,162 @@
+// The worker process of the fault harness (tests/Redflow.FaultTests). Usage:
+//   Redflow.FaultWorker <redis-config> <prefix> <ledger-file> <lease-ms> <concurrency>
+// Runs the harness's workflows and writes an independent ledger of what every handler and step body did,
+// one line each, flushed to the OS at once (a SIGKILL loses no finished line):
+//   <unix-ms> begin <run> - <attempt> <pid> <inv> <token>   a handler invocation began (time of entry); token = the run's fencing
+//                                                          token read from Redis right after the claim, when this
+//                                                          worker still held it ("?" unknown, "stale" taken already)
+//   <unix-ms> start|end|throw <run> <step> <attempt> <pid> <inv> <exec>   a step body began / returned / threw
+//   <unix-ms> ack <run> <step> <attempt> <pid> <inv> <exec>   ctx.Step.RunAsync returned to the handler (the step's
+//                                                          record was acknowledged or served from the record);
+//                                                          exec = the execution whose result was returned
+// Every step body returns {"exec": <its exec id>, ...}, so the recorded result names the execution that made it,
+// and every run's output names the invocation that completed it.
+// Prints "ready <node>" once started and "mem <gc-heap-bytes> <working-set-bytes>" every 2 s.
+using System.Text;
+using System.Text.Json;
+using Redflow;
+using StackExchange.Redis;
+
+var config = args[0];
+var prefix = args[1];
+var ledgerPath = args[2];
+var lease = TimeSpan.FromMilliseconds(int.Parse(args[3]));
+var concurrency = int.Parse(args[4]);
+var pid = Environment.ProcessId;
+
+var ledgerStream = new FileStream(ledgerPath, FileMode.Append, FileAccess.Write, FileShare.ReadWrite);
+var ledgerLock = new object();
+
+void Ledger(string kind, string run, string step, int attempt, string inv, string extra, long? ms = null)
+{
+    var line = Encoding.UTF8.GetBytes($"{ms ?? DateTimeOffset.UtcNow.ToUnixTimeMilliseconds()} {kind} {run} {step} {attempt} {pid} {inv} {extra}\n");
+    lock (ledgerLock)
+    {
+        ledgerStream.Write(line);
+        ledgerStream.Flush(); // one write(2) per line: in the page cache before the next line, whatever kills us
+    }
+}
+
+var side = await ConnectionMultiplexer.ConnectAsync(config + ",abortConnect=false,asyncTimeout=1000,syncTimeout=1000,name=fault-side");
+var node = new TaskCompletionSource<string>(TaskCreationOptions.RunContinuationsAsynchronously);
+
+async Task<string> ReadTokenAsync(string runId)
+{
+    try
+    {
+        var me = await node.Task;
+        var v = await side.GetDatabase().HashGetAsync($"{{{prefix}}}:run:{runId}", ["token", "worker", "status"]);
+        if (v[0].IsNull) return "?";
+        return v[1] == me && v[2] == "running" ? (string)v[0]! : "stale";
+    }
+    catch (Exception)
+    {
+        return "?"; // Redis unreachable: this invocation's token stays unknown (the checks skip it)
+    }
+}
+
+async Task<object?> RunPlanAsync(WorkflowHandlerContext ctx)
+{
+    var inv = Guid.NewGuid().ToString("N")[..12];
+    var run = ctx.Run.Id;
+    var attempt = ctx.Run.Attempt;
+    var entered = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(); // before the token read: as close to the claim as the handler gets
+    Ledger("begin", run, "-", attempt, inv, await ReadTokenAsync(run), entered);
+    var input = ctx.Input;
+    var steps = input.GetProperty("steps");
+    var poison = input.TryGetProperty("poison", out var p) ? p.GetInt32() : -1;
+    var children = input.TryGetProperty("children", out var c) && c.ValueKind == JsonValueKind.Array ? c : default;
+    var childAt = steps.GetArrayLength() / 2;
+    var execs = new Dictionary<string, string>();
+    var i = 0;
+    foreach (var step in steps.EnumerateArray())
+    {
+        if (i == childAt && children.ValueKind == JsonValueKind.Array)
+        {
+            var k = 0;
+            foreach (var child in children.EnumerateArray())
+            {
+                var name = $"child-{k++}";
+                var output = await ctx.Step.RunWorkflowAsync<JsonElement>(name, "fault-child", child);
+                execs[name] = output.GetProperty("inv").GetString()!;
+            }
+        }
+        var stepName = $"s{i:00}";
+        var ms = step.GetProperty("ms").GetInt32();
+        var fail = step.GetProperty("fail").GetInt32();
+        var isPoison = i == poison;
+        var result = await ctx.Step.RunAsync(stepName, async ct =>
+        {
+            var exec = Guid.NewGuid().ToString("N")[..12];
+            Ledger("start", run, stepName, attempt, inv, exec);
+            if (isPoison)
+            {
+                Ledger("throw", run, stepName, attempt, inv, exec);
+                throw new NonRetriableException($"poison input at step {stepName}");
+            }
+            if (attempt <= fail)
+            {
+                Ledger("throw", run, stepName, attempt, inv, exec);
+                throw new InvalidOperationException($"transient failure at step {stepName}, attempt {attempt}");
+            }
+            if (ms > 0) await Task.Delay(ms, ct);
+            Ledger("end", run, stepName, attempt, inv, exec);
+            return new StepOut(exec, pid, inv);
+        });
+        Ledger("ack", run, stepName, attempt, inv, result.Exec);
+        execs[stepName] = result.Exec;
+        i++;
+    }
+    return new { inv, pid, execs };
+}
+
+var retry = new RetryPolicy { InitialDelay = TimeSpan.FromMilliseconds(100), BackoffCoefficient = 2, MaxDelay = TimeSpan.FromSeconds(1) };
+var workflows = new List<WorkflowDefinition>
+{
+    Workflows.Define("fault-main", RunPlanAsync, new WorkflowOptions { MaxConcurrency = 1000, MaxAttempts = 4, Retry = retry }),
+    Workflows.Define("fault-parent", RunPlanAsync, new WorkflowOptions { MaxConcurrency = 1000, MaxAttempts = 4, Retry = retry }),
+    Workflows.Define("fault-child", RunPlanAsync, new WorkflowOptions { MaxConcurrency = 1000, MaxAttempts = 4, Retry = retry }),
+    Workflows.Define("fault-capped", RunPlanAsync, new WorkflowOptions { MaxConcurrency = 2, MaxAttempts = 4, Retry = retry }),
+    Workflows.Define<TypedInput, object>("fault-typed", ctx => Task.FromResult<object>(new { count = ctx.Input.Count }),
+        new WorkflowOptions { MaxConcurrency = 1000, MaxAttempts = 4, Retry = retry }),
+    Workflows.Define("soak", RunPlanAsync, new WorkflowOptions { MaxConcurrency = 1000, MaxAttempts = 4, Retry = retry, Retention = TimeSpan.FromSeconds(20) }),
+};
+
+await using var worker = await RedflowWorker.StartAsync(new StartWorkerOptions
+{
+    App = "fault-worker",
+    Url = config,
+    Prefix = prefix,
+    Workflows = workflows,
+    Lease = lease,
+    ReaperInterval = TimeSpan.FromMilliseconds(500),
+    BlmoveTimeout = TimeSpan.FromMilliseconds(500),
+    CancelGrace = TimeSpan.FromSeconds(3),
+    ShutdownTimeout = TimeSpan.FromSeconds(2),
+    Concurrency = concurrency,
+});
+node.SetResult(worker.Node);
+Console.WriteLine($"ready {worker.Node}");
+Console.Out.Flush();
+
+var stop = new TaskCompletionSource();
+AppDomain.CurrentDomain.ProcessExit += (_, _) => stop.TrySetResult();
+_ = Task.Run(() => { Console.In.ReadToEnd(); stop.TrySetResult(); });
+_ = Task.Run(async () =>
+{
+    while (!stop.Task.IsCompleted)
+    {
+        Console.WriteLine($"mem {GC.GetTotalMemory(false)} {Environment.WorkingSet}");
+        Console.Out.Flush();
+        await Task.Delay(2000);
+    }
+});
+await stop.Task;
+await worker.StopAsync();
+await side.DisposeAsync();
+
+/// <summary>What every step body returns: the execution that made the result.</summary>
+internal sealed record StepOut(string Exec, int Pid, string Inv);
+
+/// <summary>The typed workflow's input: a missing or mistyped count is an invalid input.</summary>
+internal sealed record TypedInput(int Count);
