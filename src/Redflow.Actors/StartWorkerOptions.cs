@@ -11,6 +11,28 @@ public sealed record StartWorkerOptions
     /// <summary><c>redis://[user:password@]host[:port][/db]</c>, <c>rediss://</c>, or a StackExchange.Redis configuration string.</summary>
     public string Url { get; init; } = "redis://localhost:6379";
 
+    /// <summary>
+    /// A StackExchange.Redis configuration to connect with instead of <see cref="Url"/> (several endpoints of a Redis
+    /// Cluster, TLS callbacks, timeouts). When set, <see cref="Url"/> is ignored. The worker connects with a copy (the
+    /// object is not changed) on which <c>AbortOnConnectFail</c> is false, <c>AllowAdmin</c> is true (for the
+    /// <c>CONFIG GET</c> of the start checks) and <c>ClientName</c> defaults to <c>"redflow"</c>. Default null.
+    /// </summary>
+    public StackExchange.Redis.ConfigurationOptions? Configuration { get; init; }
+
+    /// <summary>
+    /// Opt-in durability against a primary's failover: after each step record and each completion, <c>WAIT</c> until
+    /// this many replicas have the write (at most <see cref="WaitForReplicasTimeout"/>) before the handler gets the
+    /// step's result or the run counts as done; when fewer acknowledged, the write is repeated (a no-op) and waited
+    /// for again, with backoff. A child workflow's emit is covered by the step record that follows it (WAIT covers every
+    /// earlier write on the connection); cron ticks are not waited for (a lost tick fires again, late). Narrows,
+    /// does not close, the window in which acknowledged writes are lost to a failover (see docs/redis-cluster.md).
+    /// Default 0: off.
+    /// </summary>
+    public int WaitForReplicas { get; init; }
+
+    /// <summary>How long a <see cref="WaitForReplicas"/> wait may take. Default 1 s.</summary>
+    public TimeSpan WaitForReplicasTimeout { get; init; } = TimeSpan.FromSeconds(1);
+
     /// <summary>The workflows this worker runs.</summary>
     public IReadOnlyList<WorkflowDefinition> Workflows { get; init; } = [];
 
@@ -79,6 +101,7 @@ public sealed record StartWorkerOptions
         Positive(ReaperInterval, nameof(ReaperInterval));
         Positive(CancelGrace, nameof(CancelGrace));
         Positive(ShutdownTimeout, nameof(ShutdownTimeout));
+        Protocol.RedisConnection.CheckReplicaWait(WaitForReplicas, WaitForReplicasTimeout);
         if (Lease < TimeSpan.FromMilliseconds(300))
             throw new ArgumentOutOfRangeException(nameof(Lease), Lease, "Lease must be at least 300 ms (it is renewed every third of it).");
         if (BlmoveTimeout >= connectionTimeout)

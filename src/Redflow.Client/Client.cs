@@ -11,6 +11,25 @@ public sealed record RedflowClientOptions
     /// <summary><c>redis://[user:password@]host[:port][/db]</c>, <c>rediss://</c> for TLS, or a StackExchange.Redis configuration string.</summary>
     public string Url { get; init; } = "redis://localhost:6379";
 
+    /// <summary>
+    /// A StackExchange.Redis configuration to connect with instead of <see cref="Url"/> (for settings a URL cannot
+    /// carry: several endpoints of a Redis Cluster, TLS callbacks, a tunnel, timeouts). When set, <see cref="Url"/>
+    /// is ignored. Redflow connects with a copy (the object is not changed) on which <c>AbortOnConnectFail</c> is
+    /// false and <c>ClientName</c> defaults to <c>"redflow"</c>. Default null.
+    /// </summary>
+    public ConfigurationOptions? Configuration { get; init; }
+
+    /// <summary>
+    /// Opt-in durability against a primary's failover: after each emit, <c>WAIT</c> until this many replicas have
+    /// the write (at most <see cref="WaitForReplicasTimeout"/>); the emit throws <see cref="RedflowException"/> when
+    /// fewer acknowledged. Narrows, does not close, the window in which an acknowledged emit can be lost to an
+    /// asynchronous-replication failover (see docs/redis-cluster.md). Default 0: off.
+    /// </summary>
+    public int WaitForReplicas { get; init; }
+
+    /// <summary>How long a <see cref="WaitForReplicas"/> wait may take. Default 1 s.</summary>
+    public TimeSpan WaitForReplicasTimeout { get; init; } = TimeSpan.FromSeconds(1);
+
     /// <summary>The key prefix: every key is under <c>{Prefix}:</c>. Default <c>"redflow"</c>.</summary>
     public string Prefix { get; init; } = "redflow";
 
@@ -68,8 +87,9 @@ public static class RedflowClient
     public static IRedflowClient Create(RedflowClientOptions options)
     {
         ArgumentNullException.ThrowIfNull(options);
-        var configuration = RedisConnection.Parse(options.Url);
+        var configuration = RedisConnection.Resolve(options.Url, options.Configuration);
         RedisConnection.CheckPrefix(options.Prefix);
+        RedisConnection.CheckReplicaWait(options.WaitForReplicas, options.WaitForReplicasTimeout);
         if (options.IdempotencyWindow <= TimeSpan.Zero)
             throw new ArgumentOutOfRangeException(nameof(options), options.IdempotencyWindow, "IdempotencyWindow must be positive.");
         if (options.MaxPayloadBytes <= 0)
@@ -118,7 +138,8 @@ internal sealed class RedisRedflowClient : IRedflowClient
         _redis = redis;
         _ownsConnection = ownsConnection;
         _keys = new Keys(options.Prefix);
-        _store = new(async () => new RedisStore(await _redis.GetAsync().ConfigureAwait(false), _keys));
+        var replicaWait = RedisConnection.CheckReplicaWait(options.WaitForReplicas, options.WaitForReplicasTimeout);
+        _store = new(async () => new RedisStore(await _redis.GetAsync().ConfigureAwait(false), _keys, replicaWait));
         _subscription = new(SubscribeAsync);
     }
 

@@ -38,7 +38,7 @@ internal sealed class RedflowRuntime
     public static async Task<RedflowRuntime> StartAsync(ActorSystem system, StartWorkerOptions options, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(options);
-        var configuration = RedisConnection.Parse(options.Url);
+        var configuration = RedisConnection.Resolve(options.Url, options.Configuration);
         configuration.AllowAdmin = true; // for the CONFIG GET of the precondition checks
         options.Validate(TimeSpan.FromMilliseconds(configuration.SyncTimeout));
         var logger = (options.LoggerFactory ?? NullLoggerFactory.Instance).CreateLogger<RedflowWorker>();
@@ -51,8 +51,12 @@ internal sealed class RedflowRuntime
             await Preconditions.CheckAsync(mux, options, logger).ConfigureAwait(false);
 
             var node = $"{Environment.MachineName}-{Environment.ProcessId}-{Guid.NewGuid().ToString("N")[..8]}";
-            var store = new RedisStore(mux, new Keys(options.Prefix));
-            var client = new RedisRedflowClient(new RedflowClientOptions { Url = options.Url, Prefix = options.Prefix, MaxPayloadBytes = options.MaxPayloadBytes }, redis, ownsConnection: false);
+            var store = new RedisStore(mux, new Keys(options.Prefix), RedisConnection.CheckReplicaWait(options.WaitForReplicas, options.WaitForReplicasTimeout));
+            // The worker's own client (child workflows, cron) shares its connection; its emits are not waited for.
+            var client = new RedisRedflowClient(new RedflowClientOptions
+            {
+                Url = options.Url, Configuration = options.Configuration, Prefix = options.Prefix, MaxPayloadBytes = options.MaxPayloadBytes,
+            }, redis, ownsConnection: false);
             var ctx = new WorkerContext(options, store, client, node, options.Workflows.ToDictionary(w => w.Name, StringComparer.Ordinal));
             await Registration.RegisterAsync(ctx).ConfigureAwait(false);
 

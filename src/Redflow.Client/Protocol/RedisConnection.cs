@@ -27,9 +27,32 @@ internal static class RedisConnection
         {
             options = ParseUrl(url, url[..scheme]);
         }
+        return Finish(options);
+    }
+
+    /// <summary>
+    /// The configuration to connect with: a copy of <paramref name="configuration"/> when one is given (the caller's object
+    /// is never changed), else <paramref name="url"/> parsed as by <see cref="Parse"/>.
+    /// </summary>
+    public static ConfigurationOptions Resolve(string url, ConfigurationOptions? configuration) =>
+        configuration is null ? Parse(url) : Finish(configuration.Clone());
+
+    private static ConfigurationOptions Finish(ConfigurationOptions options)
+    {
         options.AbortOnConnectFail = false; // keep retrying in the background: a worker outlives a Redis restart
         options.ClientName ??= "redflow";
         return options;
+    }
+
+    /// <summary>Checks the opt-in replica wait of a client or worker; throws <see cref="ArgumentOutOfRangeException"/> naming the option.</summary>
+    public static ReplicaWait? CheckReplicaWait(int replicas, TimeSpan timeout)
+    {
+        if (replicas < 0)
+            throw new ArgumentOutOfRangeException("WaitForReplicas", replicas, "WaitForReplicas must be 0 (off) or a positive number of replicas.");
+        if (replicas == 0) return null;
+        if (timeout <= TimeSpan.Zero)
+            throw new ArgumentOutOfRangeException("WaitForReplicasTimeout", timeout, "WaitForReplicasTimeout must be positive (WAIT with 0 would block forever).");
+        return new ReplicaWait(replicas, timeout);
     }
 
     private static ConfigurationOptions ParseUrl(string url, string scheme)

@@ -38,11 +38,16 @@ internal sealed record PendingOnFailure(RunInfo Run, string Input, RunError Erro
 /// <summary>One workflow's metadata as a worker publishes it.</summary>
 internal sealed record WorkflowRegistration(string Name, string Queue, int MaxConcurrency, int MaxAttempts, TimeSpan Retention, bool HasOnFailure, string CronJson);
 
+/// <summary>The opt-in durability wait: after a write, <c>WAIT</c> until this many replicas have it, at most this long.</summary>
+internal sealed record ReplicaWait(int Replicas, TimeSpan Timeout);
+
 /// <summary>
 /// The Redis protocol: one method per script (every state change of a run is one script call that
 /// checks the fencing token), plus the plain reads. Keys come from <see cref="Keys"/> only.
+/// With <paramref name="replicaWait"/>, emit, step records and completion are followed by <c>WAIT</c> on the
+/// primary that ran the script (WAIT cannot run inside a script).
 /// </summary>
-internal sealed partial class RedisStore(IConnectionMultiplexer redis, Keys keys)
+internal sealed partial class RedisStore(IConnectionMultiplexer redis, Keys keys, ReplicaWait? replicaWait = null)
 {
     private readonly RedisKey[] _base = [keys.Base];
 
@@ -53,6 +58,29 @@ internal sealed partial class RedisStore(IConnectionMultiplexer redis, Keys keys
     private IDatabase Db => Redis.GetDatabase();
 
     private Task<RedisResult> CallAsync(Script script, params RedisValue[] args) => Db.EvaluateAsync(script, _base, args);
+
+    /// <summary>
+    /// The primary that owns the namespace's slot (the server every script of this prefix runs on). The cast matters:
+    /// the string overload of <c>GetServer</c> reads its argument as host:port.
+    /// </summary>
+    private IServer SlotOwner => Redis.GetServer((RedisKey)Keys.Base);
+
+    /// <summary>The opt-in replica wait, or null when off.</summary>
+    public ReplicaWait? ReplicaWait { get; } = replicaWait;
+
+    /// <summary>
+    /// With <see cref="ReplicaWait"/> set: <c>WAIT numreplicas timeout</c> on the connection to the primary of the
+    /// namespace's slot, the connection the script just ran on, so it covers that write (and every earlier one on it).
+    /// Throws <see cref="RedflowException"/> when fewer replicas acknowledged in time: the write is on the primary but
+    /// may not survive its failover. Every caller repeats its script safely (a repeat returns "already done") and waits again.
+    /// </summary>
+    private async Task WaitForReplicasAsync(string what, string retry = "Repeating the call is safe.")
+    {
+        if (ReplicaWait is not { } wait) return;
+        var acked = (long)await SlotOwner.ExecuteAsync("WAIT", wait.Replicas, (long)wait.Timeout.TotalMilliseconds).ConfigureAwait(false);
+        if (acked < wait.Replicas)
+            throw new RedflowException($"The {what} was written to the Redis primary, but only {acked} of {wait.Replicas} replicas acknowledged it within {wait.Timeout.TotalMilliseconds:0} ms (WaitForReplicas): it may be lost if that primary fails over. {retry}");
+    }
 
     // ---- emit -------------------------------------------------------------------------------------
 
@@ -67,6 +95,8 @@ internal sealed partial class RedisStore(IConnectionMultiplexer redis, Keys keys
         var kind = (string)r[0]!;
         if (kind == "unknown")
             throw new UnknownWorkflowException(workflow, r.Skip(1).Select(x => (string)x!).ToList());
+        await WaitForReplicasAsync($"emit of run {(string)r[1]!}",
+            "Emitting again with the same IdempotencyKey is safe (it returns this run); without one it makes a second run.").ConfigureAwait(false);
         return ((string)r[1]!, kind == "created");
     }
 
@@ -117,6 +147,7 @@ internal sealed partial class RedisStore(IConnectionMultiplexer redis, Keys keys
     {
         var body = $"{{\"name\":{JsonSerializer.Serialize(step)},\"status\":\"succeeded\",\"attempt\":{attempt},\"output\":{outputJson}}}";
         var r = (RedisResult[])(await CallAsync(ScriptLibrary.RecordStep, runId, token, step, body, (long)ran.TotalMilliseconds).ConfigureAwait(false))!;
+        if ((string)r[0]! is "ok" or "exists") await WaitForReplicasAsync($"record of step '{step}' of run {runId}").ConfigureAwait(false);
         return (string)r[0]! switch
         {
             "ok" => (WriteOutcome.Ok, outputJson),
@@ -140,6 +171,7 @@ internal sealed partial class RedisStore(IConnectionMultiplexer redis, Keys keys
         }
         var r = (RedisResult[])(await CallAsync(ScriptLibrary.Complete, [.. args]).ConfigureAwait(false))!;
         var outcome = Outcome(r);
+        if (outcome != WriteOutcome.Fenced) await WaitForReplicasAsync($"completion of run {runId}").ConfigureAwait(false);
         return (outcome, outcome == WriteOutcome.Fenced ? [] : ParseClaimed((RedisResult[])r[1]!));
     }
 
@@ -190,7 +222,9 @@ internal sealed partial class RedisStore(IConnectionMultiplexer redis, Keys keys
     /// <summary>The Redis clock and the last instant a cron trigger handled (0 when it never ran).</summary>
     public async Task<(DateTimeOffset Now, long LastMs)> CronStateAsync(string triggerId)
     {
-        var time = Db.ExecuteAsync("TIME");
+        // TIME from the primary of the namespace's slot, the clock the cron tick script reads (on a cluster, any other
+        // node's clock could differ).
+        var time = SlotOwner.ExecuteAsync("TIME");
         var last = Db.StringGetAsync(Keys.CronLast(triggerId));
         var t = (RedisResult[])(await time.ConfigureAwait(false))!;
         var now = DateTimeOffset.FromUnixTimeMilliseconds(long.Parse((string)t[0]!, CultureInfo.InvariantCulture) * 1000 + long.Parse((string)t[1]!, CultureInfo.InvariantCulture) / 1000);

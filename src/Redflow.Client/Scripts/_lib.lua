@@ -176,6 +176,21 @@ local function create_run(id, wf, input, q, max_attempts, available, now, key, k
   requeue(id, q, wf, false, now, available, now, false)
 end
 
+-- A new fencing token: the counter, but never below the Redis clock in microseconds. A failover that loses the
+-- primary's last writes (asynchronous replication) rolls the counter back; without the floor the new primary would
+-- hand out a token again that a worker already holds for a claim it lost, and both would be accepted. The floor
+-- keeps tokens increasing across such a failover while the clocks of primary and replica agree to better than the
+-- failover takes (cluster-node-timeout). Tokens stay decimal integers.
+local function next_token(now)
+  local t = redis.call('INCR', K_TOKEN)
+  local floor = now * 1000
+  if t <= floor then
+    t = floor + 1
+    redis.call('SET', K_TOKEN, string.format('%.0f', t))
+  end
+  return string.format('%.0f', t)
+end
+
 -- Leases up to max ready runs of queue q to a worker, appending them to out: round-robin over the queue's
 -- ring of workflows, skipping workflows at MaxConcurrency (their runs stay queued; others are not blocked).
 -- Each leased run gets a new fencing token. Entries: {id, token, deadline, workflow, input, attempt,
@@ -195,7 +210,7 @@ local function claim_from(q, max, worker, lease_ms, now, out)
       local id = redis.call('LPOP', k_ready(q, wf))
       if id then
         local run = k_run(id)
-        local token = tostring(redis.call('INCR', K_TOKEN))
+        local token = next_token(now)
         local deadline = now + lease_ms
         local r = redis.call('HMGET', run, 'created_at', 'started_at', 'input', 'attempt', 'max_attempts', 'resumes', 'traceparent')
         redis.call('HSET', run, 'status', 'running', 'token', token, 'worker', worker, 'lease_until', deadline)

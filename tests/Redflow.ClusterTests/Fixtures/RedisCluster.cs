@@ -64,6 +64,7 @@ public sealed class RedisCluster : IAsyncDisposable
                 "--cluster-node-timeout", ((long)nodeTimeout.TotalMilliseconds).ToString(),
                 "--port", port.ToString(), "--bind", "127.0.0.1", "--dir", dir,
                 "--save", "", "--appendonly", "yes", "--maxmemory-policy", "noeviction",
+                "--repl-diskless-sync-delay", "0", // a new replica syncs at once, not after the default 5 s
             ])
             {
                 RedirectStandardOutput = true,
@@ -123,13 +124,26 @@ public sealed class RedisCluster : IAsyncDisposable
             $"node {replicaPort} became primary", TimeSpan.FromSeconds(30));
     }
 
-    /// <summary>Waits until every live node reports <c>cluster_state:ok</c> and agrees that all 16384 slots are served.</summary>
+    /// <summary>
+    /// Waits until every live node reports <c>cluster_state:ok</c>, all agree on the slots, three primaries serve them,
+    /// and every primary has a replica whose replication link is online (a fresh replica needs a full sync first:
+    /// until then <c>WAIT</c> counts it out and a failover to it would lose everything).
+    /// </summary>
     public Task WaitHealthyAsync(TimeSpan timeout) => WaitUntilAsync(async () =>
     {
         foreach (var port in LivePorts())
         {
             var info = await Cli(port, "cluster", "info");
             if (!info.Contains("cluster_state:ok", StringComparison.Ordinal)) return false;
+        }
+        var nodes = await NodesAsync();
+        var primaries = nodes.Where(n => n.IsPrimary && !n.Failed && n.Slots.Count > 0).ToList();
+        if (primaries.Count != 3) return false;
+        foreach (var primary in primaries)
+        {
+            if (!nodes.Any(n => n.PrimaryId == primary.Id && !n.Failed)) return false;
+            var replication = await Cli(primary.Port, "info", "replication");
+            if (!replication.Contains("connected_slaves:1", StringComparison.Ordinal) || !replication.Contains("state=online", StringComparison.Ordinal)) return false;
         }
         var check = await Cli(LivePort(), "--cluster", "check", $"127.0.0.1:{LivePort()}");
         return check.Contains("All nodes agree about slots configuration", StringComparison.Ordinal)
