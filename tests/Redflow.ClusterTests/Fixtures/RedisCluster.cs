@@ -90,6 +90,15 @@ public sealed class RedisCluster : IAsyncDisposable
         process.Dispose();
     }
 
+    /// <summary>Sends a signal to a node's process by its id: <c>STOP</c> freezes it (its replication falls behind), <c>CONT</c> resumes it.</summary>
+    public void Signal(int port, string signal)
+    {
+        Process process;
+        lock (_processes) process = _processes[port];
+        using var kill = Process.Start(new ProcessStartInfo("kill", ["-" + signal, process.Id.ToString()]) { UseShellExecute = false })!;
+        kill.WaitForExit(5000);
+    }
+
     /// <summary>Restarts a killed node from its directory (its nodes.conf and AOF): it rejoins, as a replica if it lost its slots.</summary>
     public async Task RestartAsync(int port)
     {
