@@ -287,8 +287,18 @@ internal sealed partial class RedisStore(IConnectionMultiplexer redis, Keys keys
         };
     }
 
-    internal static RunError ParseError(string json) =>
-        JsonSerializer.Deserialize<RunError>(json, RedflowJson.Options) ?? new RunError("Unknown", json);
+    /// <summary>Reads a stored error; a missing or malformed one reads as an "Unknown" error instead of throwing.</summary>
+    internal static RunError ParseError(string json)
+    {
+        try
+        {
+            return JsonSerializer.Deserialize<RunError>(json, RedflowJson.Options) ?? new RunError("Unknown", "No error was recorded.");
+        }
+        catch (JsonException)
+        {
+            return new RunError("Unknown", json is "" or "{}" ? "No error was recorded." : json);
+        }
+    }
 
     internal static StepRecord ParseStep(string name, string json)
     {
