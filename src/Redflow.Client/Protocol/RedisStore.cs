@@ -18,7 +18,7 @@ internal enum WriteOutcome
 /// <summary>A run leased by a claim, with the step results recorded by earlier attempts.</summary>
 internal sealed record ClaimedRun(
     string Id, string Token, long LeaseDeadlineMs, string Workflow, string Queue, string Input,
-    int Attempt, int MaxAttempts, int Resumes, IReadOnlyDictionary<string, string> CachedSteps, string TraceParent = "");
+    int Attempt, int MaxAttempts, int Resumes, IReadOnlyDictionary<string, string> CachedSteps, string TraceParent = "", long CreatedAtMs = 0);
 
 /// <summary>Asks a completing script to claim the next run for the freed slot.</summary>
 internal sealed record NextRunRequest(string RequestId, TimeSpan Lease, string Worker, IReadOnlyList<string> Queues);
@@ -93,7 +93,7 @@ internal sealed partial class RedisStore(IConnectionMultiplexer redis, Keys keys
             }
             runs.Add(new ClaimedRun((string)f[0]!, (string)f[1]!, long.Parse((string)f[2]!, CultureInfo.InvariantCulture),
                 (string)f[3]!, (string)f[8]!, (string?)f[4] ?? RedflowJson.Null, Int(f[5]), Int(f[6]), Int(f[7]), cached,
-                f.Length > 10 ? (string?)f[10] ?? "" : ""));
+                f.Length > 10 ? (string?)f[10] ?? "" : "", f.Length > 11 ? long.Parse((string)f[11]!, CultureInfo.InvariantCulture) : 0));
         }
         return runs;
     }
