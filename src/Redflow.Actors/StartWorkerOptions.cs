@@ -60,6 +60,12 @@ public sealed record StartWorkerOptions
     /// <summary>How long <see cref="RedflowWorker.StopAsync"/> lets running runs finish before it cancels them and hands them back. Default 30 s.</summary>
     public TimeSpan ShutdownTimeout { get; init; } = TimeSpan.FromSeconds(30);
 
+    /// <summary>
+    /// A run of a workflow this worker does not have is handed back (for a worker that has it); once it is this old
+    /// and still untaken, it fails with <see cref="UnknownWorkflowException"/>. Default 5 min.
+    /// </summary>
+    public TimeSpan UnknownWorkflowGrace { get; init; } = TimeSpan.FromMinutes(5);
+
     /// <summary>A run is failed as abandoned after this many lease expiries in a row with no step recorded. Default 3.</summary>
     public int AbandonAfter { get; init; } = 3;
 
@@ -102,6 +108,7 @@ public sealed record StartWorkerOptions
         Positive(CancelGrace, nameof(CancelGrace));
         Positive(ShutdownTimeout, nameof(ShutdownTimeout));
         Protocol.RedisConnection.CheckReplicaWait(WaitForReplicas, WaitForReplicasTimeout);
+        Positive(UnknownWorkflowGrace, nameof(UnknownWorkflowGrace));
         if (Lease < TimeSpan.FromMilliseconds(300))
             throw new ArgumentOutOfRangeException(nameof(Lease), Lease, "Lease must be at least 300 ms (it is renewed every third of it).");
         if (BlmoveTimeout >= connectionTimeout)

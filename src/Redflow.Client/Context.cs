@@ -18,61 +18,43 @@ public interface IStepApi
     Task<string> EmitWorkflowAsync(string name, string workflow, object? input, ChildWorkflowOptions? options = null);
 }
 
-/// <summary>What an untyped handler gets: the input as JSON, the run, its cancellation and its steps.</summary>
-public sealed class WorkflowHandlerContext
+/// <summary>What every handler gets besides its input: the run, its cancellation and its steps.</summary>
+public abstract class WorkflowHandlerContextBase
 {
-    private readonly RunScope _scope;
+    private protected WorkflowHandlerContextBase(RunScope scope) => Scope = scope;
 
-    internal WorkflowHandlerContext(JsonElement input, RunScope scope)
-    {
-        Input = input;
-        _scope = scope;
-    }
+    internal RunScope Scope { get; }
+
+    /// <summary>The run.</summary>
+    public RunInfo Run => Scope.Run;
+
+    /// <summary>Canceled when the run must stop; <see cref="StopReason"/> says why.</summary>
+    public CancellationToken CancellationToken => Scope.Stop.Token;
+
+    /// <summary>Why <see cref="CancellationToken"/> fired, or <see cref="Redflow.StopReason.None"/>.</summary>
+    public StopReason StopReason => Scope.Stop.Reason;
+
+    /// <summary>The run's steps.</summary>
+    public IStepApi Step => Scope.Step;
+}
+
+/// <summary>What an untyped handler gets: the input as JSON, the run, its cancellation and its steps.</summary>
+public sealed class WorkflowHandlerContext : WorkflowHandlerContextBase
+{
+    internal WorkflowHandlerContext(JsonElement input, RunScope scope) : base(scope) => Input = input;
 
     /// <summary>The run's input.</summary>
     public JsonElement Input { get; }
-
-    /// <summary>The run.</summary>
-    public RunInfo Run => _scope.Run;
-
-    /// <summary>Canceled when the run must stop; <see cref="StopReason"/> says why.</summary>
-    public CancellationToken CancellationToken => _scope.Stop.Token;
-
-    /// <summary>Why <see cref="CancellationToken"/> fired, or <see cref="Redflow.StopReason.None"/>.</summary>
-    public StopReason StopReason => _scope.Stop.Reason;
-
-    /// <summary>The run's steps.</summary>
-    public IStepApi Step => _scope.Step;
 }
 
 /// <summary>What a typed handler gets: the input, the run, its cancellation and its steps.</summary>
 /// <typeparam name="TInput">The input type.</typeparam>
-public sealed class WorkflowHandlerContext<TInput>
+public sealed class WorkflowHandlerContext<TInput> : WorkflowHandlerContextBase
 {
-    private readonly RunScope _scope;
-
-    internal WorkflowHandlerContext(TInput input, RunScope scope)
-    {
-        Input = input;
-        _scope = scope;
-    }
+    internal WorkflowHandlerContext(TInput input, RunScope scope) : base(scope) => Input = input;
 
     /// <summary>The run's input.</summary>
     public TInput Input { get; }
-
-    /// <summary>The run.</summary>
-    public RunInfo Run => _scope.Run;
-
-    /// <summary>Canceled when the run must stop; <see cref="StopReason"/> says why.</summary>
-    public CancellationToken CancellationToken => _scope.Stop.Token;
-
-    /// <summary>Why <see cref="CancellationToken"/> fired, or <see cref="Redflow.StopReason.None"/>.</summary>
-    public StopReason StopReason => _scope.Stop.Reason;
-
-    /// <summary>The run's steps.</summary>
-    public IStepApi Step => _scope.Step;
-
-    internal RunScope Scope() => _scope;
 }
 
 /// <summary>One run's execution environment, shared by the handler's context and its steps.</summary>

@@ -123,7 +123,7 @@ public static class Workflows
     {
         ArgumentNullException.ThrowIfNull(handler);
         return new WorkflowDefinition<JsonElement, object?>(name,
-            (ctx, _) => handler(new WorkflowHandlerContext(ctx.Input, ctx.Scope())), options);
+            (ctx, _) => handler(new WorkflowHandlerContext(ctx.Input, ctx.Scope)), options);
     }
 
     /// <summary>A class-style workflow, named and configured by its <see cref="WorkflowAttribute"/>.</summary>

@@ -35,7 +35,7 @@ internal sealed class QueuePollerActor : ReceiveActor
     private sealed record Claimed(IReadOnlyList<ClaimedRun> Runs, long SentAt, ClaimRuns Request, IActorRef ReplyTo);
     private sealed record ClaimFailed(Exception Error, ClaimRuns Request, string RequestId, IActorRef ReplyTo);
 
-    /// <summary>A run of a workflow this worker does not have goes back to the queue after this delay.</summary>
+    /// <summary>A run of a workflow this worker does not have goes back to the queue after this delay (at most).</summary>
     internal static readonly TimeSpan UnknownWorkflowDelay = TimeSpan.FromSeconds(5);
 
     private readonly ILoggingAdapter _log = Context.GetLogger();
@@ -116,8 +116,16 @@ internal sealed class QueuePollerActor : ReceiveActor
     {
         if (!_ctx.Workflows.TryGetValue(run.Workflow, out var definition))
         {
+            var grace = _ctx.Options.UnknownWorkflowGrace;
+            if (DateTimeOffset.UtcNow - DateTimeOffset.FromUnixTimeMilliseconds(run.CreatedAtMs) > grace)
+            {
+                _log.Warning("Run {0} is of workflow '{1}', which no worker has taken within {2}; failing it", run.Id, run.Workflow, grace);
+                var error = RunError.From(new UnknownWorkflowException(run.Workflow, [.. _ctx.Workflows.Keys]));
+                _ = _ctx.Store.FailAsync(run.Id, run.Token, error, retriable: false, TimeSpan.Zero, null, run.Attempt, TimeSpan.Zero, _ctx.Options.Lease);
+                return false;
+            }
             _log.Warning("Run {0} is of workflow '{1}', which this worker does not have; handing it back", run.Id, run.Workflow);
-            _ = _ctx.Store.HandBackAsync(run.Id, run.Token, UnknownWorkflowDelay);
+            _ = _ctx.Store.HandBackAsync(run.Id, run.Token, grace < UnknownWorkflowDelay ? grace : UnknownWorkflowDelay);
             return false;
         }
         if (_runs.TryGetValue(run.Id, out var existing))

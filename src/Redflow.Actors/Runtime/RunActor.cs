@@ -60,6 +60,7 @@ internal sealed class RunActor : ReceiveActor, IWithTimers
     private bool _finished;
     private Activity? _activity;
     private bool _willRetry;
+    private bool _suspended;
     private readonly long _started = WorkerContext.Now();
 
     public RunActor(WorkerContext ctx, ClaimedRun run, WorkflowDefinition definition, IActorRef renewer, IActorRef onFailure, long claimSentAt)
@@ -84,7 +85,14 @@ internal sealed class RunActor : ReceiveActor, IWithTimers
         });
         Receive<FenceCheck>(_ => CheckFence());
         Receive<LeaseLost>(_ => OnLeaseLost());
-        Receive<RunSuspended>(_ => OnLeaseLost()); // waiting on a child: the script released the lease; nothing more to record
+        Receive<RunSuspended>(_ =>
+        {
+            // Waiting on a child: the script released the lease; this attempt's handler ends here, nothing more to record.
+            _activity?.SetTag("redflow.outcome", "suspended");
+            _stop.Request(StopReason.LeaseLost);
+            _suspended = true;
+            Finish();
+        });
         Receive<CancelRequested>(_ =>
         {
             if (_stop.Request(StopReason.CancelRequested)) _log.Info("Run {0}: cancel requested, handler token canceled", _run.Id);
@@ -305,7 +313,7 @@ internal sealed class RunActor : ReceiveActor, IWithTimers
         if (_finished) return;
         _finished = true;
         RedflowTelemetry.RunDuration.Record((-WorkerContext.Until(_started)).TotalMilliseconds, RedflowTelemetry.WorkflowTags(_run.Workflow, _run.Queue));
-        if (_outcomeName == "fail" || _stop.Reason == StopReason.LeaseLost) _activity?.SetStatus(ActivityStatusCode.Error, _outcomeName == "fail" ? "failed" : "lease lost");
+        if (_outcomeName == "fail" || (_stop.Reason == StopReason.LeaseLost && !_suspended)) _activity?.SetStatus(ActivityStatusCode.Error, _outcomeName == "fail" ? "failed" : "lease lost");
         _activity?.Dispose();
         _renewer.Tell(new UntrackLease(_run.Id, _run.Token));
         Context.Stop(Self);

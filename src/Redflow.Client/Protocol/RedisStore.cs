@@ -18,7 +18,7 @@ internal enum WriteOutcome
 /// <summary>A run leased by a claim, with the step results recorded by earlier attempts.</summary>
 internal sealed record ClaimedRun(
     string Id, string Token, long LeaseDeadlineMs, string Workflow, string Queue, string Input,
-    int Attempt, int MaxAttempts, int Resumes, IReadOnlyDictionary<string, string> CachedSteps, string TraceParent = "");
+    int Attempt, int MaxAttempts, int Resumes, IReadOnlyDictionary<string, string> CachedSteps, string TraceParent = "", long CreatedAtMs = 0);
 
 /// <summary>Asks a completing script to claim the next run for the freed slot.</summary>
 internal sealed record NextRunRequest(string RequestId, TimeSpan Lease, string Worker, IReadOnlyList<string> Queues);
@@ -123,7 +123,7 @@ internal sealed partial class RedisStore(IConnectionMultiplexer redis, Keys keys
             }
             runs.Add(new ClaimedRun((string)f[0]!, (string)f[1]!, long.Parse((string)f[2]!, CultureInfo.InvariantCulture),
                 (string)f[3]!, (string)f[8]!, (string?)f[4] ?? RedflowJson.Null, Int(f[5]), Int(f[6]), Int(f[7]), cached,
-                f.Length > 10 ? (string?)f[10] ?? "" : ""));
+                f.Length > 10 ? (string?)f[10] ?? "" : "", f.Length > 11 ? long.Parse((string)f[11]!, CultureInfo.InvariantCulture) : 0));
         }
         return runs;
     }
@@ -321,8 +321,18 @@ internal sealed partial class RedisStore(IConnectionMultiplexer redis, Keys keys
         };
     }
 
-    internal static RunError ParseError(string json) =>
-        JsonSerializer.Deserialize<RunError>(json, RedflowJson.Options) ?? new RunError("Unknown", json);
+    /// <summary>Reads a stored error; a missing or malformed one reads as an "Unknown" error instead of throwing.</summary>
+    internal static RunError ParseError(string json)
+    {
+        try
+        {
+            return JsonSerializer.Deserialize<RunError>(json, RedflowJson.Options) ?? new RunError("Unknown", "No error was recorded.");
+        }
+        catch (JsonException)
+        {
+            return new RunError("Unknown", json is "" or "{}" ? "No error was recorded." : json);
+        }
+    }
 
     internal static StepRecord ParseStep(string name, string json)
     {

@@ -31,9 +31,12 @@ internal static class ScriptLibrary
     public static Script CronTick => Get("cron_tick");
     public static Script ClaimOnFailure => Get("claim_onfailure");
 
+    /// <summary>The shared library every script starts with (key layout and helpers).</summary>
+    public static string Library { get; } = Read("_lib");
+
     public static Script Get(string name) => Cache.GetOrAdd(name, static n =>
     {
-        var text = Read("_lib") + "\n" + Read(n);
+        var text = Library + "\n" + Read(n);
         return new Script(n, text, SHA1.HashData(Encoding.UTF8.GetBytes(text)));
     });
 

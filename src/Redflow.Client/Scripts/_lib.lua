@@ -194,7 +194,7 @@ end
 -- Leases up to max ready runs of queue q to a worker, appending them to out: round-robin over the queue's
 -- ring of workflows, skipping workflows at MaxConcurrency (their runs stay queued; others are not blocked).
 -- Each leased run gets a new fencing token. Entries: {id, token, deadline, workflow, input, attempt,
--- max attempts, resumes, queue, {step name, step record, ...}, W3C traceparent of the emitting code}.
+-- max attempts, resumes, queue, {step name, step record, ...}, W3C traceparent of the emitting code, created at ms}.
 local function claim_from(q, max, worker, lease_ms, now, out)
   local ring = k_ring(q)
   local spins = redis.call('LLEN', ring)
@@ -219,7 +219,7 @@ local function claim_from(q, max, worker, lease_ms, now, out)
         redis.call('SADD', k_running(wf), id)
         move_status(id, wf, 'queued', 'running', tonumber(r[1]))
         redis.call('HINCRBY', K_COUNTERS, 'started', 1)
-        out[#out + 1] = { id, token, tostring(deadline), wf, r[3], r[4], r[5], r[6], q, redis.call('HGETALL', k_steps(id)), r[7] or '' }
+        out[#out + 1] = { id, token, tostring(deadline), wf, r[3], r[4], r[5], r[6], q, redis.call('HGETALL', k_steps(id)), r[7] or '', r[1] }
       end
       if redis.call('LLEN', k_ready(q, wf)) == 0 then
         redis.call('LPOP', ring) -- no ready runs left: the workflow leaves the ring

@@ -16,7 +16,8 @@
 local id, token = ARGV[1], ARGV[2]
 local r, held = holder(id, token)
 if not held then
-  if TERMINAL[r[1]] and r[2] == token then return { 'done' } end
+  -- A repeat by the same holder: its failure already moved the run on (retry scheduled or failed for good).
+  if r[2] == token and (TERMINAL[r[1]] or r[1] == 'scheduled' or r[1] == 'queued') then return { 'done' } end
   return { 'fenced', r[1] or 'missing' }
 end
 local now = now_ms()

@@ -5,11 +5,14 @@
   ARGV[1] run id
   ARGV[2] fencing token
   ARGV[3] delay ms (0 = at once)
-  Returns {'ok'} | {'fenced', status}
+  Returns {'ok'} | {'done'} (a repeat: already handed back) | {'fenced', status}
 ]]
 local id = ARGV[1]
 local r, held = holder(id, ARGV[2])
-if not held then return { 'fenced', r[1] or 'missing' } end
+if not held then
+  if r[2] == ARGV[2] and (r[1] == 'queued' or r[1] == 'scheduled') then return { 'done' } end
+  return { 'fenced', r[1] or 'missing' }
+end
 local now = now_ms()
 release(id, r[3], r[4])
 redis.call('HINCRBY', k_run(id), 'resumes', 1)

@@ -269,6 +269,18 @@ public sealed class CoreTests : WorkerTest
     }
 
     [Fact]
+    public async Task A_run_of_a_workflow_no_worker_has_fails_with_UnknownWorkflowException_after_the_grace()
+    {
+        var mine = Welcome();
+        var nobodys = Workflows.Define<Signup, int>("nobodys", async ctx => 1); // emitted by definition, never registered
+        await StartWorkerAsync(new StartWorkerOptions { Workflows = [mine], UnknownWorkflowGrace = TimeSpan.FromMilliseconds(300) });
+        var handle = await Client.EmitWorkflowAsync(nobodys, new Signup("x"));
+        var ex = await Assert.ThrowsAsync<RunFailedException>(() => handle.ResultAsync(Generous));
+        Assert.Equal(typeof(UnknownWorkflowException).FullName, ex.Error.Type);
+        Assert.Contains("send-welcome-email", ex.Error.Message);
+    }
+
+    [Fact]
     public async Task Worker_options_are_validated_naming_the_option()
     {
         var workflow = Welcome();

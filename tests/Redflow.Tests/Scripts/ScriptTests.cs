@@ -1,0 +1,331 @@
+using Redflow.Protocol;
+using Redflow.Tests.Integration;
+using StackExchange.Redis;
+
+namespace Redflow.Tests.Scripts;
+
+/// <summary>
+/// Each Lua script against the real Redis, called through the store, and each called twice with the same
+/// arguments: a repeat (a timeout after send is ambiguous, so callers may repeat) writes nothing twice.
+/// </summary>
+public sealed class ScriptTests
+{
+    private readonly string _prefix = TestEnv.NewPrefix();
+    private readonly RedisStore _store;
+    private static readonly TimeSpan Lease = TimeSpan.FromSeconds(30);
+
+    public ScriptTests() => _store = TestEnv.Store(_prefix);
+
+    private Keys K => _store.Keys;
+    private static IDatabase Db => TestEnv.Db;
+
+    private Task RegisterAsync(string workflow = "wf", int maxConcurrency = 10, int maxAttempts = 3, bool onFailure = false) =>
+        _store.RegisterAsync("app", "node-1", """{"app":"app","queues":["q"],"concurrency":1}""",
+            [new WorkflowRegistration(workflow, "q", maxConcurrency, maxAttempts, TimeSpan.FromDays(7), onFailure, "[]")]);
+
+    private async Task<string> EmitAsync(string id, string workflow = "wf", string? key = null, TimeSpan? delay = null) =>
+        (await _store.EmitAsync(id, workflow, "{}", null, null, null, delay, key, TimeSpan.FromHours(24), null, null)).RunId;
+
+    private async Task<ClaimedRun> ClaimOneAsync(string request = "r1") =>
+        Assert.Single(await _store.ClaimAsync("q", 1, "node-1", Lease, request, 3));
+
+    private async Task<int> StatusIndexesContaining(string id)
+    {
+        var n = 0;
+        foreach (var s in Enum.GetValues<RunStatus>())
+            if (await Db.SortedSetScoreAsync(K.Status(s), id) is not null) n++;
+        return n;
+    }
+
+    [Fact]
+    public async Task Emit_repeated_with_the_same_run_id_creates_one_run()
+    {
+        await RegisterAsync();
+        Assert.Equal(("run_a", true), await _store.EmitAsync("run_a", "wf", "{}", null, null, null, null, null, TimeSpan.FromHours(1), null, null));
+        Assert.Equal(("run_a", false), await _store.EmitAsync("run_a", "wf", "{\"other\":1}", null, null, null, null, null, TimeSpan.FromHours(1), null, null));
+        Assert.Equal("{}", (string?)await Db.HashGetAsync(K.Run("run_a"), "input"));
+        Assert.Equal(1, await Db.ListLengthAsync(K.Ready("q", "wf")));
+        Assert.Equal(1, await StatusIndexesContaining("run_a"));
+    }
+
+    [Fact]
+    public async Task G7_emit_with_the_same_idempotency_key_returns_the_first_run()
+    {
+        await RegisterAsync();
+        Assert.Equal("run_a", await EmitAsync("run_a", key: "k"));
+        Assert.Equal("run_a", await EmitAsync("run_b", key: "k"));
+        Assert.False(await Db.KeyExistsAsync(K.Run("run_b")));
+    }
+
+    [Fact]
+    public async Task G10_a_delay_is_measured_on_the_redis_clock()
+    {
+        await RegisterAsync();
+        await EmitAsync("run_a", delay: TimeSpan.FromSeconds(10));
+        var created = (long)await Db.HashGetAsync(K.Run("run_a"), "created_at");
+        var available = (long)await Db.HashGetAsync(K.Run("run_a"), "available_at");
+        Assert.Equal(10_000, available - created);
+        Assert.Equal(available, (long)(await Db.SortedSetScoreAsync(K.Scheduled("q"), "run_a"))!.Value);
+        Assert.Empty(await _store.ClaimAsync("q", 5, "node-1", Lease, "r", 3)); // not due
+    }
+
+    [Fact]
+    public async Task Claim_repeated_with_the_same_request_id_returns_the_same_lease()
+    {
+        await RegisterAsync();
+        await EmitAsync("run_a");
+        await EmitAsync("run_b");
+        var first = await _store.ClaimAsync("q", 1, "node-1", Lease, "req", 3);
+        var again = await _store.ClaimAsync("q", 1, "node-1", Lease, "req", 3);
+        Assert.Equal(first.Select(r => (r.Id, r.Token)), again.Select(r => (r.Id, r.Token)));
+        Assert.Equal(1, await Db.ListLengthAsync(K.Ready("q", "wf"))); // the second run is still queued
+    }
+
+    [Fact]
+    public async Task G5_claim_respects_max_concurrency_and_does_not_block_other_workflows()
+    {
+        await RegisterAsync("capped", maxConcurrency: 1);
+        await RegisterAsync("free", maxConcurrency: 10);
+        await EmitAsync("run_c1", "capped");
+        await EmitAsync("run_c2", "capped");
+        await EmitAsync("run_f1", "free");
+        var claimed = await _store.ClaimAsync("q", 10, "node-1", Lease, "r1", 3);
+        Assert.Equal(["run_c1", "run_f1"], claimed.Select(c => c.Id).Order());
+        Assert.Empty(await _store.ClaimAsync("q", 10, "node-2", Lease, "r2", 3)); // capped: run_c2 waits
+        await _store.CompleteAsync("run_c1", claimed.Single(c => c.Id == "run_c1").Token, "1");
+        Assert.Equal("run_c2", Assert.Single(await _store.ClaimAsync("q", 10, "node-2", Lease, "r3", 3)).Id);
+    }
+
+    [Fact]
+    public async Task Renew_extends_a_held_lease_and_reports_a_lost_one()
+    {
+        await RegisterAsync();
+        await EmitAsync("run_a");
+        var run = await ClaimOneAsync();
+        var (deadline, codes) = await _store.RenewAsync(Lease, [(run.Id, run.Token), (run.Id, "999999")]);
+        Assert.Equal([1, 0], codes);
+        var (again, codes2) = await _store.RenewAsync(Lease, [(run.Id, run.Token)]);
+        Assert.Equal([1], codes2);
+        Assert.True(again >= deadline);
+        Assert.Equal(again, (long)(await Db.SortedSetScoreAsync(K.Leases("q"), run.Id))!.Value);
+    }
+
+    [Fact]
+    public async Task G2_record_step_repeated_keeps_the_first_record()
+    {
+        await RegisterAsync();
+        await EmitAsync("run_a");
+        var run = await ClaimOneAsync();
+        Assert.Equal((WriteOutcome.Ok, "1"), await _store.RecordStepAsync(run.Id, run.Token, "s", 1, "1", TimeSpan.FromMilliseconds(5)));
+        Assert.Equal((WriteOutcome.AlreadyDone, "1"), await _store.RecordStepAsync(run.Id, run.Token, "s", 1, "2", TimeSpan.FromMilliseconds(5)));
+        Assert.Equal("1", Assert.Single(await _store.GetStepsAsync(run.Id)).Output!.Value.GetRawText());
+    }
+
+    [Fact]
+    public async Task G3_a_stale_token_records_nothing_after_a_takeover()
+    {
+        await RegisterAsync();
+        await EmitAsync("run_a");
+        var stale = await ClaimOneAsync();
+        await Db.SortedSetAddAsync(K.Leases("q"), stale.Id, 0); // its lease expired
+        var fresh = await ClaimOneAsync("r2");                   // the claim takes it back and leases it anew
+        Assert.NotEqual(stale.Token, fresh.Token);
+        Assert.Equal(WriteOutcome.Fenced, (await _store.RecordStepAsync(stale.Id, stale.Token, "s", 1, "\"stale\"", TimeSpan.Zero)).Outcome);
+        Assert.Equal(WriteOutcome.Fenced, (await _store.CompleteAsync(stale.Id, stale.Token, "\"stale\"")).Outcome);
+        Assert.Equal(WriteOutcome.Fenced, (await _store.FailAsync(stale.Id, stale.Token, new RunError("X", "x"), true, TimeSpan.Zero, null, 1, TimeSpan.Zero, Lease)).Outcome);
+        Assert.Equal(WriteOutcome.Fenced, await _store.HandBackAsync(stale.Id, stale.Token, TimeSpan.Zero));
+        Assert.Empty(await _store.GetStepsAsync(stale.Id));
+        Assert.Equal(WriteOutcome.Ok, (await _store.CompleteAsync(fresh.Id, fresh.Token, "\"fresh\"")).Outcome);
+        Assert.Equal("\"fresh\"", (string?)await Db.HashGetAsync(K.Run("run_a"), "output"));
+    }
+
+    [Fact]
+    public async Task Complete_repeated_is_already_done_and_the_run_is_in_one_status_index()
+    {
+        await RegisterAsync();
+        await EmitAsync("run_a");
+        var run = await ClaimOneAsync();
+        Assert.Equal(WriteOutcome.Ok, (await _store.CompleteAsync(run.Id, run.Token, "42")).Outcome);
+        Assert.Equal(WriteOutcome.AlreadyDone, (await _store.CompleteAsync(run.Id, run.Token, "43")).Outcome);
+        Assert.Equal("42", (string?)await Db.HashGetAsync(K.Run("run_a"), "output"));
+        Assert.Equal(1, await StatusIndexesContaining("run_a"));
+        Assert.NotNull(await Db.SortedSetScoreAsync(K.Status(RunStatus.Succeeded), "run_a"));
+        Assert.Equal(0, await Db.SetLengthAsync(K.Running("wf")));
+    }
+
+    [Fact]
+    public async Task Complete_with_a_next_request_claims_the_next_run_once()
+    {
+        await RegisterAsync();
+        await EmitAsync("run_a");
+        await EmitAsync("run_b");
+        var run = await ClaimOneAsync();
+        var next = new NextRunRequest("n1", Lease, "node-1", ["q"]);
+        var (outcome, runs) = await _store.CompleteAsync(run.Id, run.Token, "1", next);
+        Assert.Equal(WriteOutcome.Ok, outcome);
+        var b = Assert.Single(runs);
+        var (repeat, runsAgain) = await _store.CompleteAsync(run.Id, run.Token, "1", next);
+        Assert.Equal(WriteOutcome.AlreadyDone, repeat);
+        Assert.Equal((b.Id, b.Token), (Assert.Single(runsAgain).Id, runsAgain[0].Token));
+    }
+
+    [Fact]
+    public async Task G8_fail_retries_with_a_delay_then_fails_for_good_and_repeats_are_already_done()
+    {
+        await RegisterAsync(maxAttempts: 2, onFailure: true);
+        await EmitAsync("run_a");
+        var first = await ClaimOneAsync();
+        var retry = await _store.FailAsync(first.Id, first.Token, new RunError("X", "one"), true, TimeSpan.FromMilliseconds(50), "s", 1, TimeSpan.Zero, Lease);
+        Assert.Equal(new FailResult(WriteOutcome.Ok, true, 2), retry);
+        Assert.Equal(WriteOutcome.AlreadyDone, (await _store.FailAsync(first.Id, first.Token, new RunError("X", "one"), true, TimeSpan.FromMilliseconds(50), "s", 1, TimeSpan.Zero, Lease)).Outcome);
+        Assert.Equal("scheduled", (string?)await Db.HashGetAsync(K.Run("run_a"), "status"));
+        Assert.Equal(2, (int)await Db.HashGetAsync(K.Run("run_a"), "attempt"));
+
+        ClaimedRun? second = null;
+        var until = DateTime.UtcNow.AddSeconds(10);
+        while (second is null && DateTime.UtcNow < until)
+            second = (await _store.ClaimAsync("q", 1, "node-1", Lease, Guid.NewGuid().ToString(), 3)).SingleOrDefault();
+        Assert.NotNull(second);
+        var final = await _store.FailAsync(second.Id, second.Token, new RunError("X", "two"), true, TimeSpan.Zero, null, 2, TimeSpan.Zero, Lease);
+        Assert.Equal(new FailResult(WriteOutcome.Ok, false, 2), final);
+        Assert.Equal(WriteOutcome.AlreadyDone, (await _store.FailAsync(second.Id, second.Token, new RunError("X", "two"), true, TimeSpan.Zero, null, 2, TimeSpan.Zero, Lease)).Outcome);
+        Assert.Equal("failed", (string?)await Db.HashGetAsync(K.Run("run_a"), "status"));
+        Assert.NotNull(await Db.SortedSetScoreAsync(K.OnFailure, "run_a")); // the pending OnFailure call, recorded with the failure
+        var step = Assert.Single(await _store.GetStepsAsync("run_a"));
+        Assert.Equal(RunStatus.Failed, step.Status);
+    }
+
+    [Fact]
+    public async Task A_succeeded_step_record_is_never_overwritten_by_a_failure()
+    {
+        await RegisterAsync();
+        await EmitAsync("run_a");
+        var run = await ClaimOneAsync();
+        await _store.RecordStepAsync(run.Id, run.Token, "s", 1, "\"ok\"", TimeSpan.Zero);
+        await _store.FailAsync(run.Id, run.Token, new RunError("X", "later"), true, TimeSpan.Zero, "s", 1, TimeSpan.Zero, Lease);
+        Assert.Equal(RunStatus.Succeeded, Assert.Single(await _store.GetStepsAsync("run_a")).Status);
+    }
+
+    [Fact]
+    public async Task Handback_requeues_without_a_new_attempt_and_a_repeat_is_already_done()
+    {
+        await RegisterAsync();
+        await EmitAsync("run_a");
+        var run = await ClaimOneAsync();
+        Assert.Equal(WriteOutcome.Ok, await _store.HandBackAsync(run.Id, run.Token, TimeSpan.Zero));
+        Assert.Equal(WriteOutcome.AlreadyDone, await _store.HandBackAsync(run.Id, run.Token, TimeSpan.Zero));
+        var record = (await _store.GetRunAsync("run_a"))!;
+        Assert.Equal((RunStatus.Queued, 1, 1), (record.Status, record.Attempt, record.Resumes));
+        Assert.Equal(1, await Db.ListLengthAsync(K.Ready("q", "wf")));
+    }
+
+    [Fact]
+    public async Task G4_reap_takes_back_expired_leases_once_and_abandons_a_run_that_never_progresses()
+    {
+        await RegisterAsync();
+        await EmitAsync("run_a");
+        for (var expiry = 1; expiry <= 3; expiry++)
+        {
+            var run = await ClaimOneAsync($"r{expiry}");
+            await Db.SortedSetAddAsync(K.Leases("q"), run.Id, 0);
+            var reaped = await _store.ReapAsync(100, 3, TimeSpan.FromSeconds(30));
+            Assert.Equal(1, reaped.Reclaimed);
+            Assert.Equal(0, (await _store.ReapAsync(100, 3, TimeSpan.FromSeconds(30))).Reclaimed); // a repeat finds nothing
+        }
+        var record = (await _store.GetRunAsync("run_a"))!;
+        Assert.Equal(RunStatus.Failed, record.Status);
+        Assert.Contains("abandoned", record.Error!.Message);
+        Assert.Equal(1, await StatusIndexesContaining("run_a"));
+    }
+
+    [Fact]
+    public async Task Reap_promotes_due_runs_and_purges_finished_runs_past_retention()
+    {
+        await _store.RegisterAsync("app", "node-1", "{}", [new WorkflowRegistration("wf", "q", 10, 3, TimeSpan.FromMilliseconds(1), false, "[]")]);
+        await EmitAsync("run_a");
+        var run = await ClaimOneAsync();
+        await _store.CompleteAsync(run.Id, run.Token, "1");
+        await Db.SortedSetAddAsync(K.Finished, "run_a", 0); // retention passed
+        Assert.Equal(1, (await _store.ReapAsync(100, 3, TimeSpan.FromSeconds(30))).Purged);
+        Assert.Equal(0, (await _store.ReapAsync(100, 3, TimeSpan.FromSeconds(30))).Purged);
+        Assert.False(await Db.KeyExistsAsync(K.Run("run_a")));
+        Assert.Equal(0, await StatusIndexesContaining("run_a"));
+        Assert.Null(await Db.SortedSetScoreAsync(K.Runs, "run_a"));
+        Assert.Null(await Db.SortedSetScoreAsync(K.WorkflowRuns("wf"), "run_a"));
+    }
+
+    [Fact]
+    public async Task G9_cancel_of_queued_and_running_runs_and_its_repeats()
+    {
+        await RegisterAsync();
+        await EmitAsync("run_q");
+        Assert.True(await _store.CancelAsync("run_q", "why"));
+        Assert.False(await _store.CancelAsync("run_q", "why")); // finished now
+        Assert.Equal(0, await Db.ListLengthAsync(K.Ready("q", "wf")));
+        Assert.Equal(0, await Db.ListLengthAsync(K.Ring("q")));
+
+        await EmitAsync("run_r");
+        var run = await ClaimOneAsync();
+        Assert.True(await _store.CancelAsync("run_r", "stop"));
+        Assert.True(await _store.CancelAsync("run_r", "stop")); // still under way
+        var codes = (await _store.RenewAsync(Lease, [(run.Id, run.Token)])).Codes;
+        Assert.Equal(new[] { 2 }, codes);
+        Assert.True(await _store.CancelAsync("run_r", null, run.Token)); // the holder acknowledges
+        Assert.False(await _store.CancelAsync("run_r", null, run.Token));
+        var record = (await _store.GetRunAsync("run_r"))!;
+        Assert.Equal((RunStatus.Canceled, "stop"), (record.Status, record.CancelReason));
+        Assert.False(await _store.CancelAsync("run_unknown", null));
+    }
+
+    [Fact]
+    public async Task Await_child_answers_the_same_on_a_repeat_and_suspends_the_parent_once()
+    {
+        await RegisterAsync();
+        await EmitAsync("run_parent");
+        var parent = await ClaimOneAsync();
+        await _store.EmitAsync("run_child", "wf", "{}", null, null, null, TimeSpan.FromHours(1), null, TimeSpan.FromHours(1), parent.Id, null);
+        Assert.Equal(ChildOutcome.Waiting, (await _store.AwaitChildAsync(parent.Id, parent.Token, "c", "run_child", 1, null)).Outcome);
+        Assert.Equal(ChildOutcome.Fenced, (await _store.AwaitChildAsync(parent.Id, parent.Token, "c", "run_child", 1, null)).Outcome); // no longer running: nothing written twice
+        Assert.Equal("waiting", (string?)await Db.HashGetAsync(K.Run("run_parent"), "status"));
+        Assert.Equal(0, await Db.SetLengthAsync(K.Running("wf"))); // the waiting parent holds no slot
+        Assert.True(await _store.CancelAsync("run_child", "x"));     // the child ends: the parent is requeued
+        Assert.Equal("queued", (string?)await Db.HashGetAsync(K.Run("run_parent"), "status"));
+    }
+
+    [Fact]
+    public async Task G6_cron_tick_fires_an_instant_once()
+    {
+        await RegisterAsync();
+        IReadOnlyList<(long, string)> instants = [(1_000, "run_cron_1")];
+        Assert.Equal((1, 0), await _store.CronTickAsync("wf", "t", "{}", "q", 3, TimeSpan.FromHours(1), instants));
+        Assert.Equal((0, 0), await _store.CronTickAsync("wf", "t", "{}", "q", 3, TimeSpan.FromHours(1), instants));
+        Assert.Equal(1, await Db.SortedSetLengthAsync(K.WorkflowRuns("wf")));
+    }
+
+    [Fact]
+    public async Task Register_is_idempotent_and_claim_onfailure_hands_out_a_call_once_per_lease()
+    {
+        await RegisterAsync(onFailure: true);
+        await RegisterAsync(onFailure: true);
+        Assert.Equal(1, await Db.SetLengthAsync(K.WorkflowsSet));
+        await EmitAsync("run_a");
+        await Db.SortedSetAddAsync(K.OnFailure, "run_a", 0);
+        Assert.Single(await _store.ClaimOnFailureAsync(Lease, 10, ["wf"]));
+        Assert.Empty(await _store.ClaimOnFailureAsync(Lease, 10, ["wf"]));
+    }
+
+    [Fact]
+    public async Task The_lua_key_layout_matches_the_key_builder()
+    {
+        var keys = (RedisResult[])(await Db.ScriptEvaluateAsync(ScriptLibrary.Library +
+            "\nreturn {k_run('x'), k_steps('x'), k_children('x'), k_ready('q','w'), k_ring('q'), k_scheduled('q'), k_leases('q'), k_running('w'), k_wf('w'), k_wf_workers('w'), k_status('queued'), k_wf_status('w','queued'), k_wf_runs('w'), k_idem('w','k'), K_RUNS, K_FINISHED, K_ONFAILURE, K_WORKFLOWS, K_QUEUES, K_WORKERS, K_WORKERS_SEEN, K_COUNTERS, K_CANCELS, K_WAITS}",
+            [(RedisKey)K.Base]))!;
+        RedisKey[] expected =
+        [
+            K.Run("x"), K.Steps("x"), K.Children("x"), K.Ready("q", "w"), K.Ring("q"), K.Scheduled("q"), K.Leases("q"), K.Running("w"),
+            K.Workflow("w"), K.WorkflowWorkers("w"), K.Status(RunStatus.Queued), K.WorkflowStatus("w", RunStatus.Queued), K.WorkflowRuns("w"),
+            K.Idempotency("w", "k"), K.Runs, K.Finished, K.OnFailure, K.WorkflowsSet, K.Queues, K.Workers, K.WorkersSeen, K.Counters, K.Cancels, K.Waits,
+        ];
+        Assert.Equal(expected.Select(k => (string)k!), keys.Select(k => (string)k!));
+    }
+}
