@@ -1,5 +1,5 @@
 // Redflow benchmark: the workloads of docs/benchmarks.md against one Redis (bench/run.sh starts a fresh one).
-// Usage: Redflow.Bench <redis-url> [--quick]. Prints one machine-readable line per workload:
+// Usage: Redflow.Bench <redis-url> [--quick] [--only <workload>]. Prints one machine-readable line per workload:
 //   redflow <workload> key=value ...
 using System.Collections.Concurrent;
 using System.Diagnostics;
@@ -12,12 +12,14 @@ var mux = await ConnectionMultiplexer.ConnectAsync(url.Replace("redis://", "") +
 var server = mux.GetServers()[0];
 var db = mux.GetDatabase();
 
-await Throughput("throughput_nostep", steps: 0, n: quick ? 5_000 : 20_000);
-await Throughput("throughput_1step", steps: 1, n: quick ? 5_000 : 20_000);
-await Latency(rate: 500, seconds: quick ? 3 : 10);
-await TenSteps(n: quick ? 500 : 2_000);
-await Children(parents: quick ? 50 : 200);
-await Memory(inFlight: quick ? 2_000 : 10_000);
+var only = Array.IndexOf(args, "--only") is var o and >= 0 ? args[o + 1] : null;
+bool Run(string workload) => only is null || only == workload;
+if (Run("throughput_nostep")) await Throughput("throughput_nostep", steps: 0, n: quick ? 5_000 : 20_000);
+if (Run("throughput_1step")) await Throughput("throughput_1step", steps: 1, n: quick ? 5_000 : 20_000);
+if (Run("latency")) await Latency(rate: 500, seconds: quick ? 3 : 10);
+if (Run("ten_steps")) await TenSteps(n: quick ? 500 : 2_000);
+if (Run("children")) await Children(parents: quick ? 50 : 200);
+if (Run("memory")) await Memory(inFlight: quick ? 2_000 : 10_000);
 
 async Task Throughput(string name, int steps, int n)
 {
