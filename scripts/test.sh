@@ -10,6 +10,13 @@ if [ -z "${REDIS_URL:-}" ] && ! command -v redis-server >/dev/null 2>&1; then
   $SUDO apt-get update -qq && $SUDO apt-get install -y -qq redis-server >/dev/null
 fi
 
+# The dashboard's browser tests drive Debian's Chromium through Playwright.
+if ! command -v chromium >/dev/null 2>&1; then
+  echo "Installing chromium with apt (dashboard browser tests)..."
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq chromium >/dev/null
+fi
+
 results=TestResults
 rm -rf "$results"
 dotnet test Redflow.sln -c Release --filter "Category!=Slow" \
