@@ -47,8 +47,12 @@ public sealed class TelemetryTests : WorkerTest
         }
         Assert.Equal(42, await handle.ResultAsync(Generous));
 
-        await EventuallyAsync(() => Task.FromResult(spans.Count(s => s.TraceId == trace && s.OperationName == "redflow.run") >= 3),
-            "the parent's two attempts (before and after the child) and the child's run are traced");
+        // The parent's run (suspended and replayed, or not at all when the child finished before it waited) and the child's.
+        await EventuallyAsync(() => Task.FromResult(
+                spans.Any(s => s.TraceId == trace && s.OperationName == "redflow.run" && (string?)s.GetTagItem("redflow.workflow") == "traced-child")
+                && spans.Any(s => s.TraceId == trace && s.OperationName == "redflow.run" && (string?)s.GetTagItem("redflow.run_id") == handle.RunId
+                    && (string?)s.GetTagItem("redflow.outcome") == "complete")),
+            "the parent's and the child's runs are traced");
         var mine = spans.Where(s => s.TraceId == trace).ToList();
         Assert.Contains(mine, s => s.OperationName == "redflow.emit" && (string?)s.GetTagItem("redflow.workflow") == "traced-child");
         Assert.Contains(mine, s => s.OperationName == "redflow.step" && (string?)s.GetTagItem("redflow.step") == "first");
