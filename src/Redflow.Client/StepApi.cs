@@ -19,7 +19,7 @@ internal abstract class StepApi : IStepApi
         activity?.SetTag("redflow.step", name);
         try
         {
-            var json = await ExecuteAsync(name, async ct => SerializeResult(name, await fn(ct).ConfigureAwait(false)), options).ConfigureAwait(false);
+            var json = await ExecuteAsync(name, async ct => SerializeResult(name, await fn(ct).ConfigureAwait(false), Workflow), options).ConfigureAwait(false);
             return ReadResult<T>(name, json);
         }
         catch (Exception ex) when (activity is not null)
@@ -59,6 +59,9 @@ internal abstract class StepApi : IStepApi
         activity?.SetTag("redflow.child_workflow", workflow);
         return await EmitChildAsync(name, workflow, input, options ?? new ChildWorkflowOptions()).ConfigureAwait(false);
     }
+
+    /// <summary>The workflow whose steps these are (named in errors), when known.</summary>
+    protected virtual string? Workflow => null;
 
     /// <summary>Runs (or serves from the record) step <paramref name="name"/>; returns its result as JSON.</summary>
     protected abstract Task<string> ExecuteAsync(string name, Func<CancellationToken, Task<string>> invoke, StepOptions? options);
@@ -100,7 +103,7 @@ internal abstract class StepApi : IStepApi
         }
     }
 
-    internal static string SerializeResult<T>(string name, T value)
+    internal static string SerializeResult<T>(string name, T value, string? workflow = null)
     {
         try
         {
@@ -108,7 +111,8 @@ internal abstract class StepApi : IStepApi
         }
         catch (Exception ex) when (ex is JsonException or NotSupportedException or InvalidOperationException)
         {
-            throw new NonRetriableException($"The result of step '{name}' ({typeof(T).Name}) cannot be serialized to JSON: {ex.Message}", ex);
+            var of = workflow is null ? "" : $" of workflow '{workflow}'";
+            throw new NonRetriableException($"The result of step '{name}'{of} ({typeof(T).Name}) cannot be serialized to JSON: {ex.Message}", ex);
         }
     }
 

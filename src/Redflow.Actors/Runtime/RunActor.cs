@@ -322,6 +322,8 @@ internal sealed class RunActor : ReceiveActor, IWithTimers
     /// <summary>The steps of a run on a worker: each call goes to the RunActor (cache or StepActor).</summary>
     private sealed class ActorStepApi(IActorRef run, CancellationToken token, WorkerContext ctx, ClaimedRun claimed) : StepApi
     {
+        protected override string Workflow => claimed.Workflow;
+
         protected override async Task<string> ExecuteAsync(string name, Func<CancellationToken, Task<string>> invoke, StepOptions? options)
         {
             var reply = new TaskCompletionSource<string>(TaskCreationOptions.RunContinuationsAsynchronously);

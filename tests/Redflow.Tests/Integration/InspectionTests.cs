@@ -150,6 +150,23 @@ public sealed class InspectionTests : WorkerTest
     }
 
     [Fact]
+    public async Task A_step_result_that_does_not_serialize_fails_naming_the_workflow_the_step_and_the_type()
+    {
+        var wf = Workflows.Define<Order, int>("unserializable-step", async ctx =>
+        {
+            await ctx.Step.RunAsync<object>("bad", ct => Task.FromResult<object>(new { type = typeof(string) }));
+            return 1;
+        }, new WorkflowOptions { MaxConcurrency = 10, MaxAttempts = 3 });
+        await StartWorkerAsync(wf);
+        var handle = await Client.EmitWorkflowAsync(wf, new Order("x", 1));
+        var failed = await Assert.ThrowsAsync<RunFailedException>(() => handle.ResultAsync(Generous));
+        Assert.Contains("'bad'", failed.Error.Message);
+        Assert.Contains("unserializable-step", failed.Error.Message);
+        Assert.Contains("Object", failed.Error.Message);
+        Assert.Equal(1, (await RunAsync(handle.RunId)).Attempt); // not retried
+    }
+
+    [Fact]
     public async Task Hostile_names_are_rejected_naming_what_is_wrong()
     {
         Assert.Contains("control character", Assert.Throws<ArgumentException>(() => Workflows.Define("bad\nname", async ctx => null)).Message);
