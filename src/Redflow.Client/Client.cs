@@ -194,8 +194,9 @@ internal sealed class RedisRedflowClient : IRedflowClient
         {
             json = RedflowJson.Serialize(input);
         }
-        catch (Exception ex) when (ex is JsonException or NotSupportedException or InvalidOperationException)
+        catch (Exception ex) when (ex is JsonException or NotSupportedException or InvalidOperationException or ArgumentException)
         {
+            // ArgumentException: a NaN or infinite number (JSON has none).
             throw new InputValidationException($"The input of workflow '{workflow}' ({input!.GetType().Name}) cannot be serialized to JSON: {ex.Message}", ex);
         }
         var size = System.Text.Encoding.UTF8.GetByteCount(json);

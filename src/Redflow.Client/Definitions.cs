@@ -39,8 +39,9 @@ public abstract class WorkflowDefinition
         {
             return output is null ? RedflowJson.Null : JsonSerializer.Serialize(output, declared == typeof(object) ? output.GetType() : declared, RedflowJson.Options);
         }
-        catch (Exception ex) when (ex is JsonException or NotSupportedException or InvalidOperationException)
+        catch (Exception ex) when (ex is JsonException or NotSupportedException or InvalidOperationException or ArgumentException)
         {
+            // ArgumentException: a NaN or infinite number (JSON has none).
             throw new NonRetriableException($"The output of workflow '{Name}' ({(output?.GetType() ?? declared).Name}) cannot be serialized to JSON: {ex.Message}", ex);
         }
     }

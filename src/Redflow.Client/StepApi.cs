@@ -85,8 +85,9 @@ internal abstract class StepApi : IStepApi
         {
             return await task.WaitAsync(timeout, runToken).ConfigureAwait(false);
         }
-        catch (TimeoutException)
+        catch (TimeoutException ex) when (!(task.IsFaulted && task.Exception!.InnerExceptions.Contains(ex)))
         {
+            // The deadline passed (a TimeoutException thrown by fn itself is fn's failure, not the step's timeout).
             cts.Cancel();
             _ = task.ContinueWith(static t => _ = t.Exception, TaskScheduler.Default); // observe a late fault
             throw new RedflowTimeoutException($"Step '{name}' timed out after {timeout}.");
@@ -109,8 +110,9 @@ internal abstract class StepApi : IStepApi
         {
             return JsonSerializer.Serialize(value, RedflowJson.Options);
         }
-        catch (Exception ex) when (ex is JsonException or NotSupportedException or InvalidOperationException)
+        catch (Exception ex) when (ex is JsonException or NotSupportedException or InvalidOperationException or ArgumentException)
         {
+            // ArgumentException: a NaN or infinite number (JSON has none).
             var of = workflow is null ? "" : $" of workflow '{workflow}'";
             throw new NonRetriableException($"The result of step '{name}'{of} ({typeof(T).Name}) cannot be serialized to JSON: {ex.Message}", ex);
         }

@@ -95,7 +95,9 @@ internal sealed class RedflowRuntime
         finally
         {
             foreach (var subscription in _subscriptions) await subscription.UnsubscribeAsync().ConfigureAwait(false);
-            Worker.Tell(PoisonPill.Instance);
+            // Stop the actors (reaper, cron, heartbeat timers) before the connection they use goes away.
+            try { await Worker.GracefulStop(TimeSpan.FromSeconds(5)).ConfigureAwait(false); }
+            catch (TaskCanceledException) { _logger.LogWarning("Worker {Node}: actors did not stop within 5 s", Node); }
             await _redis.DisposeAsync().ConfigureAwait(false);
             _logger.LogInformation("Redflow worker {Node} stopped", Node);
         }

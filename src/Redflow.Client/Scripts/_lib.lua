@@ -145,6 +145,7 @@ local function reclaim_expired(q, now, limit, abandon_after)
     local run = k_run(id)
     local r = redis.call('HMGET', run, 'status', 'workflow', 'created_at')
     release(id, q, r[2])
+    redis.call('HDEL', run, 'token') -- the lost holder is fenced for good, also against "already done" answers
     if r[1] == 'running' then
       redis.call('HINCRBY', K_COUNTERS, 'reaped', 1)
       redis.call('HINCRBY', run, 'resumes', 1)
@@ -197,15 +198,16 @@ end
 -- max attempts, resumes, queue, {step name, step record, ...}, W3C traceparent of the emitting code, created at ms}.
 local function claim_from(q, max, worker, lease_ms, now, out)
   local ring = k_ring(q)
-  local spins = redis.call('LLEN', ring)
   local wanted = #out + max
-  while #out < wanted and spins > 0 do
+  local idle = 0 -- workflows passed over in a row without a claim; a full round of them ends the loop
+  while #out < wanted do
+    local n = redis.call('LLEN', ring)
+    if n == 0 or idle >= n then break end
     local wf = redis.call('LINDEX', ring, 0)
-    if not wf then break end
     local cap = tonumber(redis.call('HGET', k_wf(wf), 'max_concurrency') or '1')
     if redis.call('SCARD', k_running(wf)) >= cap then
       redis.call('LMOVE', ring, ring, 'LEFT', 'RIGHT') -- capped: leave its runs queued, try the next workflow
-      spins = spins - 1
+      idle = idle + 1
     else
       local id = redis.call('LPOP', k_ready(q, wf))
       if id then
@@ -220,10 +222,10 @@ local function claim_from(q, max, worker, lease_ms, now, out)
         move_status(id, wf, 'queued', 'running', tonumber(r[1]))
         redis.call('HINCRBY', K_COUNTERS, 'started', 1)
         out[#out + 1] = { id, token, tostring(deadline), wf, r[3], r[4], r[5], r[6], q, redis.call('HGETALL', k_steps(id)), r[7] or '', r[1] }
+        idle = 0
       end
       if redis.call('LLEN', k_ready(q, wf)) == 0 then
         redis.call('LPOP', ring) -- no ready runs left: the workflow leaves the ring
-        spins = spins - 1
       else
         redis.call('LMOVE', ring, ring, 'LEFT', 'RIGHT')
       end

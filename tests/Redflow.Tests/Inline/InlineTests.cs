@@ -137,6 +137,18 @@ public sealed class InlineTests
     }
 
     [Fact]
+    public async Task NaN_in_a_result_or_output_fails_without_retry_and_a_functions_own_timeout_is_its_failure()
+    {
+        var nanStep = Workflows.Define<SignupInput, double>("nan-step", async ctx => await ctx.Step.RunAsync("nan", ct => Task.FromResult(double.NaN)));
+        Assert.IsType<NonRetriableException>((await RedflowTesting.RunInlineAsync(nanStep, new SignupInput("x"))).Error);
+        var nanOutput = Workflows.Define<SignupInput, double>("nan-output", async ctx => double.PositiveInfinity);
+        Assert.IsType<NonRetriableException>((await RedflowTesting.RunInlineAsync(nanOutput, new SignupInput("x"))).Error);
+        var ownTimeout = Workflows.Define<SignupInput, int>("own-timeout", async ctx =>
+            await ctx.Step.RunAsync<int>("call", ct => throw new TimeoutException("the HTTP call timed out"), new StepOptions { Timeout = TimeSpan.FromSeconds(30) }));
+        Assert.IsType<TimeoutException>((await RedflowTesting.RunInlineAsync(ownTimeout, new SignupInput("x"))).Error);
+    }
+
+    [Fact]
     public async Task Class_style_workflows_run_inline()
     {
         var definition = Workflows.FromType<ClassStyle>();

@@ -97,6 +97,22 @@ public sealed class ScriptTests
     }
 
     [Fact]
+    public async Task A_capped_workflow_in_the_ring_does_not_cut_a_batched_claim_short()
+    {
+        await RegisterAsync("capped", maxConcurrency: 1);
+        await RegisterAsync("one", maxConcurrency: 10);
+        await RegisterAsync("many", maxConcurrency: 10);
+        await EmitAsync("run_c1", "capped");
+        await EmitAsync("run_c2", "capped");
+        await EmitAsync("run_o1", "one");
+        for (var i = 0; i < 5; i++) await EmitAsync($"run_m{i}", "many");
+        Assert.Single(await _store.ClaimAsync("q", 1, "node-1", Lease, "first", 3)); // run_c1: "capped" is now at its cap
+        var batch = await _store.ClaimAsync("q", 4, "node-1", Lease, "second", 3);
+        Assert.Equal(4, batch.Count);
+        Assert.DoesNotContain(batch, r => r.Workflow == "capped");
+    }
+
+    [Fact]
     public async Task Renew_extends_a_held_lease_and_reports_a_lost_one()
     {
         await RegisterAsync();
