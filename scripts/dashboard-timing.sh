@@ -5,5 +5,5 @@
 # Uses REDIS_URL if set, else starts a throwaway redis-server on a free loopback port (like the tests).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-dotnet test tests/Redflow.Dashboard.Tests -c Release --filter "FullyQualifiedName~PageTiming" \
+DASHBOARD_TIMING_RUNS="${DASHBOARD_TIMING_RUNS:-20000}" dotnet test tests/Redflow.Dashboard.Tests -c Release --filter "FullyQualifiedName~PageTiming" \
   --logger "console;verbosity=detailed" | grep -E "seeded|ms  median|Passed|Failed|error"
