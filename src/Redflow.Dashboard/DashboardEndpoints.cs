@@ -29,6 +29,13 @@ public static class RedflowDashboardExtensions
     /// <summary>Adds what the dashboard needs (antiforgery for its actions). Call it with the app's other services.</summary>
     public static IServiceCollection AddRedflowDashboard(this IServiceCollection services) => services.AddAntiforgery();
 
+    /// <summary>Maps the dashboard under <paramref name="prefix"/>, reading through <paramref name="client"/> instead of the services.</summary>
+    public static RouteGroupBuilder MapRedflowDashboard(this IEndpointRouteBuilder endpoints, string prefix, IRedflowClient client)
+    {
+        ArgumentNullException.ThrowIfNull(client);
+        return endpoints.MapRedflowDashboard(prefix, new RedflowDashboardOptions { Client = client });
+    }
+
     /// <summary>
     /// Maps the dashboard under <paramref name="prefix"/>: overview, runs (filtered, paged), a run with its steps,
     /// workflows; cancel and rerun behind a confirmation (POST with an antiforgery token). It reads only through the
@@ -45,14 +52,25 @@ public static class RedflowDashboardExtensions
             ctx.HttpContext.Connection.RemoteIpAddress is { } ip && IPAddress.IsLoopback(ip)
                 ? await next(ctx)
                 : Results.Text("The Redflow dashboard only answers loopback requests unless an authorization policy is set.", statusCode: 403));
+        group.AddEndpointFilter(async (ctx, next) =>
+        {
+            try
+            {
+                return await next(ctx);
+            }
+            catch (ArgumentException ex)
+            {
+                return Results.Content(Html.Page(basePath, "Bad request", $"<p>{E(ex.Message)}</p>"), "text/html; charset=utf-8", statusCode: 400);
+            }
+        });
 
         IRedflowClient Client(HttpContext http) => options.Client ?? http.RequestServices.GetService<IRedflowClient>()
             ?? throw new InvalidOperationException("Register an IRedflowClient in the services, or give RedflowDashboardOptions.Client.");
 
         // Explicit return types: a lambda taking only HttpContext would otherwise bind to RequestDelegate and drop its result.
-        group.MapGet("/", async Task<IResult> (HttpContext http) => Page(basePath, "Overview", await OverviewAsync(Client(http), http.RequestAborted)));
-        group.MapGet("/runs", async (HttpContext http, string? workflow, string? status, int? offset, string? before) =>
-            Page(basePath, "Runs", await RunsAsync(basePath, Client(http), workflow, status, offset ?? 0, before, http.RequestAborted)));
+        group.MapGet("/", async Task<IResult> (HttpContext http) => Page(basePath, "Overview", await OverviewAsync(basePath, Client(http), http.RequestAborted)));
+        group.MapGet("/runs", async (HttpContext http, string? workflow, string? status, int? offset, int? limit, string? before, string? after) =>
+            Page(basePath, "Runs", await RunsAsync(basePath, Client(http), new RunsQuery(workflow, status, offset ?? 0, limit ?? DefaultPageSize, before, after), http.RequestAborted)));
         group.MapGet("/runs/{id}", async (HttpContext http, string id) =>
             await RunAsync(basePath, Client(http), id, http.RequestAborted) is { } body ? Page(basePath, $"Run {id}", body) : NotFound(basePath, id));
         foreach (var action in new[] { "cancel", "rerun" })
@@ -67,6 +85,7 @@ public static class RedflowDashboardExtensions
         group.MapPost("/runs/{id}/rerun", async (HttpContext http, string id) =>
         {
             if (await Invalid(http) is { } bad) return bad;
+            if (await Client(http).GetRunAsync(id, http.RequestAborted) is null) return NotFound(basePath, id);
             var handle = await Client(http).RerunAsync(id, http.RequestAborted);
             return Results.Redirect($"{basePath}/runs/{Uri.EscapeDataString(handle.RunId)}");
         });
@@ -81,8 +100,17 @@ public static class RedflowDashboardExtensions
 
     private static string Capital(string s) => char.ToUpperInvariant(s[0]) + s[1..];
 
+    /// <summary>
+    /// Refuses an action POST that is cross-site (an <c>Origin</c> other than the request's own, or
+    /// <c>Sec-Fetch-Site: cross-site</c>) or that lacks the confirmation page's antiforgery token.
+    /// </summary>
     private static async Task<IResult?> Invalid(HttpContext http)
     {
+        var origin = http.Request.Headers.Origin.ToString();
+        var own = $"{http.Request.Scheme}://{http.Request.Host}";
+        if ((origin.Length > 0 && origin != "null" && !string.Equals(origin, own, StringComparison.OrdinalIgnoreCase))
+            || string.Equals(http.Request.Headers["Sec-Fetch-Site"].ToString(), "cross-site", StringComparison.OrdinalIgnoreCase))
+            return Results.Text("Cross-site requests cannot act on runs.", statusCode: 403);
         var antiforgery = http.RequestServices.GetService<IAntiforgery>()
             ?? throw new InvalidOperationException("Call services.AddRedflowDashboard() (antiforgery) to use the dashboard's actions.");
         try
@@ -112,30 +140,47 @@ public static class RedflowDashboardExtensions
             """;
     }
 
-    private static async Task<string> OverviewAsync(IRedflowClient client, CancellationToken ct)
+    /// <summary>Runs per page unless the query's <c>limit</c> says otherwise.</summary>
+    private const int DefaultPageSize = 50;
+
+    /// <summary>The most runs one page shows.</summary>
+    private const int MaxPageSize = 500;
+
+    /// <summary>The minutes the overview's throughput chart covers.</summary>
+    private const int ChartMinutes = 10;
+
+    private static async Task<string> OverviewAsync(string basePath, IRedflowClient client, CancellationToken ct)
     {
-        var stats = await client.GetStatsAsync(ct);
-        var since = DateTimeOffset.UtcNow.AddMinutes(-10);
-        var recent = await client.ListRunsAsync(new ListRunsParams { Status = RunStatus.Succeeded, After = since.AddMinutes(-60), Limit = 1000 }, ct);
-        var perMinute = new int[10];
-        foreach (var r in recent)
-            if (r.FinishedAt is { } f && f >= since) perMinute[Math.Clamp((int)(f - since).TotalMinutes, 0, 9)]++;
-        var max = Math.Max(1, perMinute.Max());
-        var chart = new StringBuilder("<svg width=\"420\" height=\"90\" role=\"img\" aria-label=\"runs succeeded per minute\">");
-        for (var i = 0; i < 10; i++)
+        var statsTask = client.GetStatsAsync(ct);
+        // Finished runs by FinishedAt. The status indexes are ordered by creation, so this reads the runs created in the
+        // last hour (at most 1,000 per status) and buckets those that finished in the chart's window.
+        var since = DateTimeOffset.UtcNow.AddMinutes(-ChartMinutes);
+        var finished = new[] { RunStatus.Succeeded, RunStatus.Failed }.Select(s =>
+            client.ListRunsAsync(new ListRunsParams { Status = s, After = since.AddMinutes(-60), Limit = 1000 }, ct)).ToArray();
+        var stats = await statsTask;
+        var succeeded = Bucket(await finished[0], since);
+        var failed = Bucket(await finished[1], since);
+        var max = Math.Max(1, Enumerable.Range(0, ChartMinutes).Max(i => succeeded[i] + failed[i]));
+        var chart = new StringBuilder().Append(CultureInfo.InvariantCulture, $"<svg id=\"throughput\" width=\"{ChartMinutes * 42}\" height=\"100\" role=\"img\" aria-label=\"runs finished per minute\">");
+        for (var i = 0; i < ChartMinutes; i++)
         {
-            var h = 70 * perMinute[i] / max;
-            chart.Append(CultureInfo.InvariantCulture, $"<rect x=\"{i * 42}\" y=\"{75 - h}\" width=\"36\" height=\"{h}\" fill=\"#5b8def\"><title>{perMinute[i]} runs</title></rect>")
-                 .Append(CultureInfo.InvariantCulture, $"<text x=\"{i * 42 + 18}\" y=\"88\" font-size=\"10\" text-anchor=\"middle\">{perMinute[i]}</text>");
+            var hs = 70 * succeeded[i] / max;
+            var hf = 70 * failed[i] / max;
+            var label = ChartMinutes - i == 1 ? "now" : $"-{ChartMinutes - i - 1}m";
+            chart.Append(CultureInfo.InvariantCulture, $"<g data-minute=\"{i}\" data-succeeded=\"{succeeded[i]}\" data-failed=\"{failed[i]}\"><title>{succeeded[i]} succeeded, {failed[i]} failed</title>")
+                 .Append(CultureInfo.InvariantCulture, $"<rect x=\"{i * 42}\" y=\"{75 - hs}\" width=\"36\" height=\"{hs}\" fill=\"#5b8def\"/>")
+                 .Append(CultureInfo.InvariantCulture, $"<rect x=\"{i * 42}\" y=\"{75 - hs - hf}\" width=\"36\" height=\"{hf}\" fill=\"#e5534b\"/>")
+                 .Append(CultureInfo.InvariantCulture, $"<text x=\"{i * 42 + 18}\" y=\"88\" font-size=\"10\" text-anchor=\"middle\">{succeeded[i] + failed[i]}</text>")
+                 .Append(CultureInfo.InvariantCulture, $"<text x=\"{i * 42 + 18}\" y=\"99\" font-size=\"9\" fill=\"#7a838c\" text-anchor=\"middle\">{label}</text></g>");
         }
         chart.Append("</svg>");
         var counts = string.Join("", Enum.GetValues<RunStatus>().Select(s =>
-            $"<div class=\"card\">{Status(s)}<b>{stats.RunCounts.GetValueOrDefault(s)}</b></div>"));
+            $"<div class=\"card\"><a href=\"{basePath}/runs?status={s}\">{Status(s)}</a><b>{stats.RunCounts.GetValueOrDefault(s)}</b></div>"));
         return $"""
             <div class="cards">{counts}</div>
             <h2>Queues</h2>
-            {Table(["Queue", "Ready", "Scheduled", "Running"], stats.Queues.Select(q => new[] { E(q.Name), $"{q.Ready}", $"{q.Scheduled}", $"{q.Running}" }))}
-            <h2>Succeeded per minute, last 10 minutes</h2>{chart}
+            {Table(["Queue", "Ready", "Scheduled", "Running"], stats.Queues.OrderBy(q => q.Name, StringComparer.Ordinal).Select(q => new[] { E(q.Name), $"{q.Ready}", $"{q.Scheduled}", $"{q.Running}" }))}
+            <h2>Finished per minute, last {ChartMinutes} minutes <span class="muted">(blue succeeded, red failed)</span></h2>{chart}
             <h2>Workers</h2>
             {Table(["App", "Node", "Queues", "Concurrency", "Last seen"], stats.Workers.Select(w => new[] { E(w.App), E(w.Node), E(string.Join(", ", w.Queues)), $"{w.Concurrency}", Time(w.LastSeen) }))}
             <h2>Counters</h2>
@@ -143,35 +188,57 @@ public static class RedflowDashboardExtensions
             """;
     }
 
-    private static async Task<string> RunsAsync(string basePath, IRedflowClient client, string? workflow, string? status, int offset, string? before, CancellationToken ct)
+    /// <summary>Counts runs by the minute of <see cref="ChartMinutes"/> they finished in, oldest minute first.</summary>
+    private static int[] Bucket(IEnumerable<RunRecord> runs, DateTimeOffset since)
     {
-        const int PageSize = 50;
-        RunStatus? parsed = Enum.TryParse<RunStatus>(status, ignoreCase: true, out var s) ? s : null;
-        DateTimeOffset? beforeTime = DateTimeOffset.TryParse(before, CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal, out var b) ? b : null;
-        var workflows = await client.ListWorkflowsAsync(ct);
+        var perMinute = new int[ChartMinutes];
+        foreach (var r in runs)
+            if (r.FinishedAt is { } f && f >= since) perMinute[Math.Clamp((int)(f - since).TotalMinutes, 0, ChartMinutes - 1)]++;
+        return perMinute;
+    }
+
+    /// <summary>The runs page's query string: filters (workflow, status, a creation-time window) and paging.</summary>
+    private sealed record RunsQuery(string? Workflow, string? Status, int Offset, int Limit, string? Before, string? After);
+
+    private static DateTimeOffset? ParseTime(string? text) =>
+        DateTimeOffset.TryParse(text, CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal, out var t) ? t : null;
+
+    private static async Task<string> RunsAsync(string basePath, IRedflowClient client, RunsQuery q, CancellationToken ct)
+    {
+        RunStatus? parsed = Enum.TryParse<RunStatus>(q.Status, ignoreCase: true, out var s) && Enum.IsDefined(s) ? s : null;
+        var workflow = string.IsNullOrEmpty(q.Workflow) ? null : q.Workflow;
+        var offset = Math.Max(0, q.Offset);
+        var limit = Math.Clamp(q.Limit, 1, MaxPageSize);
+        var workflowsTask = client.ListWorkflowsAsync(ct);
         var runs = await client.ListRunsAsync(new ListRunsParams
         {
-            Workflow = string.IsNullOrEmpty(workflow) ? null : workflow, Status = parsed, Offset = Math.Max(0, offset), Limit = PageSize, Before = beforeTime,
+            Workflow = workflow, Status = parsed, Offset = offset, Limit = limit, Before = ParseTime(q.Before), After = ParseTime(q.After),
         }, ct);
-        string Query(int o) => $"?workflow={Uri.EscapeDataString(workflow ?? "")}&status={parsed}&before={Uri.EscapeDataString(before ?? "")}&offset={o}";
+        var workflows = await workflowsTask;
+        string Query(int o) =>
+            $"?workflow={Uri.EscapeDataString(workflow ?? "")}&status={parsed}&after={Uri.EscapeDataString(q.After ?? "")}" +
+            $"&before={Uri.EscapeDataString(q.Before ?? "")}&limit={limit}&offset={o}";
         var options = "<option value=\"\">all workflows</option>" + string.Join("", workflows.Select(w =>
             $"<option{(w.Name == workflow ? " selected" : "")}>{E(w.Name)}</option>"));
         var statuses = "<option value=\"\">all statuses</option>" + string.Join("", Enum.GetValues<RunStatus>().Select(x =>
             $"<option{(x == parsed ? " selected" : "")}>{x}</option>"));
-        var pager = (offset > 0 ? $"<a id=\"newer\" href=\"{basePath}/runs{Query(Math.Max(0, offset - PageSize))}\">newer</a> " : "")
-                    + (runs.Count == PageSize ? $"<a id=\"older\" href=\"{basePath}/runs{Query(offset + PageSize)}\">older</a>" : "");
+        var pager = (offset > 0 ? $"<a id=\"newer\" href=\"{basePath}/runs{E(Query(Math.Max(0, offset - limit)))}\">newer</a> " : "")
+                    + (runs.Count == limit ? $"<a id=\"older\" href=\"{basePath}/runs{E(Query(offset + limit))}\">older</a>" : "");
+        var shown = runs.Count == 0 ? "no runs" : $"runs {offset + 1}–{offset + runs.Count}";
         return $"""
             <form method="get" action="{basePath}/runs">
               <select name="workflow">{options}</select> <select name="status">{statuses}</select>
-              <input name="before" placeholder="before (UTC, e.g. 2026-01-31 12:00)" value="{E(before)}">
+              <input name="after" placeholder="created after (UTC, e.g. 2026-01-31 12:00)" value="{E(q.After)}">
+              <input name="before" placeholder="created before (UTC)" value="{E(q.Before)}">
+              <input type="hidden" name="limit" value="{limit}">
               <button type="submit" id="filter">Filter</button>
             </form>
             {Table(["Run", "Workflow", "Status", "Attempt", "Created", "Finished"], runs.Select(r => new[]
             {
-                $"<a href=\"{basePath}/runs/{E(Uri.EscapeDataString(r.Id))}\">{E(r.Id)}</a>", E(r.Workflow), Status(r.Status),
+                $"<a class=\"run\" href=\"{basePath}/runs/{E(Uri.EscapeDataString(r.Id))}\">{E(r.Id)}</a>", E(r.Workflow), Status(r.Status),
                 $"{r.Attempt}/{r.MaxAttempts}", Time(r.CreatedAt), Time(r.FinishedAt),
             }))}
-            <p>{pager}</p>
+            <p><span class="muted" id="shown">{shown}</span> {pager}</p>
             """;
     }
 
