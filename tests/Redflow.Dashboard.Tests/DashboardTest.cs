@@ -4,7 +4,7 @@ using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
-using Redflow.Dashboard.Tests.Fixtures;
+using Redflow.Tests.Fixtures;
 
 namespace Redflow.Dashboard.Tests;
 
@@ -20,7 +20,7 @@ public abstract partial class DashboardTest : IAsyncLifetime
 
     protected DashboardTest()
     {
-        Prefix = RedisServer.NewPrefix();
+        Prefix = "d" + Guid.NewGuid().ToString("N")[..10];
         Client = RedflowClient.Create(new RedflowClientOptions { Url = RedisServer.Url, Prefix = Prefix });
         Http = new HttpClient(new HttpClientHandler { CookieContainer = new CookieContainer(), AllowAutoRedirect = false });
     }

@@ -40,11 +40,6 @@ internal static class ScriptLibrary
         return new Script(n, text, SHA1.HashData(Encoding.UTF8.GetBytes(text)));
     });
 
-    /// <summary>All script names (for loading and for tests).</summary>
-    public static IEnumerable<string> Names() =>
-        typeof(ScriptLibrary).Assembly.GetManifestResourceNames()
-            .Where(r => r.StartsWith("Redflow.Scripts.", StringComparison.Ordinal) && !r.EndsWith("_lib.lua", StringComparison.Ordinal))
-            .Select(r => r["Redflow.Scripts.".Length..^".lua".Length]);
 
     public static async Task<RedisResult> EvaluateAsync(this IDatabaseAsync db, Script script, RedisKey[] keys, RedisValue[] args)
     {
