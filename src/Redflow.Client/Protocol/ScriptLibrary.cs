@@ -40,7 +40,6 @@ internal static class ScriptLibrary
         return new Script(n, text, SHA1.HashData(Encoding.UTF8.GetBytes(text)));
     });
 
-
     public static async Task<RedisResult> EvaluateAsync(this IDatabaseAsync db, Script script, RedisKey[] keys, RedisValue[] args)
     {
         try
