@@ -19,12 +19,35 @@ async function calls() {
   return n;
 }
 
+// Redis's own CPU seconds (user + system), to compare the server-side cost per job.
+async function redisCpu() {
+  const info = await admin.info('cpu');
+  return ['used_cpu_sys', 'used_cpu_user'].reduce((s, k) => s + Number(info.match(new RegExp(`^${k}:([0-9.]+)`, 'm'))[1]), 0);
+}
+
+async function allCommands() {
+  const info = await admin.info('commandstats');
+  let n = 0;
+  for (const line of info.split('\n')) {
+    const m = line.match(/^cmdstat_([\w|]+):calls=(\d+)/);
+    if (m && m[1] !== 'info') n += Number(m[2]);
+  }
+  return n;
+}
+
+// Like the other systems, an unmeasured warm-up batch first (JIT warm), then the measured one.
 async function throughput(n) {
+  await throughputOnce(3000, false);
+  await throughputOnce(n, true);
+}
+
+async function throughputOnce(n, report) {
   const name = 'tp' + Date.now();
   const queue = new Queue(name, { connection });
   for (let b = 0; b < n; b += 1000)
     await queue.addBulk(Array.from({ length: Math.min(1000, n - b) }, (_, i) => ({ name: 'noop', data: {}, opts: { removeOnComplete: true } })));
   const before = await calls();
+  const [cpu0, cmd0, wcpu0] = [await redisCpu(), await allCommands(), process.cpuUsage()];
   let done = 0;
   const start = process.hrtime.bigint();
   const finished = new Promise(resolve => {
@@ -34,7 +57,9 @@ async function throughput(n) {
   const worker = await finished;
   const seconds = Number(process.hrtime.bigint() - start) / 1e9;
   const rt = (await calls() - before) / n + 1;
-  print('throughput_nostep', { runs_per_s: n / seconds, runs: n, round_trips: rt });
+  const wcpu = process.cpuUsage(wcpu0);
+  if (report) print('throughput_nostep', { runs_per_s: n / seconds, runs: n, round_trips: rt, worker_cpu_us: (wcpu.user + wcpu.system) / n,
+    redis_cpu_us: (await redisCpu() - cpu0) * 1e6 / n, redis_commands: (await allCommands() - cmd0) / n });
   await worker.close(); await queue.obliterate({ force: true }); await queue.close();
 }
 

@@ -54,7 +54,7 @@ var emitted = clock.Elapsed;
 while (true)
 {
     long done = 0;
-    foreach (var p in prefixes) done += await db.SortedSetLengthAsync("{" + p + "}:status:succeeded");
+    foreach (var p in prefixes) done += await db.SortedSetLengthAsync("{" + p + "}:wfstatus:succeeded:bench-step");
     if (done >= per * prefixes.Count) break;
     await Task.Delay(20);
 }

@@ -388,7 +388,8 @@ internal sealed class FaultHarness : IAsyncDisposable
             try
             {
                 foreach (var s in new[] { "scheduled", "queued", "running", "waiting" })
-                    open += (int)await db.SortedSetLengthAsync($"{{{_prefix}}}:status:{s}");
+                    foreach (var wf in await db.SetMembersAsync($"{{{_prefix}}}:workflows"))
+                        open += (int)await db.SortedSetLengthAsync($"{{{_prefix}}}:wfstatus:{s}:{wf}");
             }
             catch (Exception) { open = -1; }
             if (open == 0) return;

@@ -186,7 +186,7 @@ internal sealed class RunActor : ReceiveActor, IWithTimers
         // Durability point: the run succeeds with its output, fenced by the lease token. The same script claims
         // the next ready run for this slot (one round trip instead of two); the poller starts it.
         var next = _ctx.Lifecycle.Draining ? null
-            : new NextRunRequest(Guid.NewGuid().ToString("N"), _ctx.Options.Lease, _ctx.Node, _ctx.Options.EffectiveQueues);
+            : new NextRunRequest(_ctx.Options.Lease, _ctx.Node, _ctx.Options.EffectiveQueues);
         var poller = Context.Parent;
         var self = Self;
         Record("complete", async () =>

@@ -31,11 +31,9 @@ internal sealed class Keys
     public RedisKey Running(string workflow) => Base + "running:" + workflow;
     public RedisKey Workflow(string workflow) => Base + "wf:" + workflow;
     public RedisKey WorkflowWorkers(string workflow) => Base + "wfworkers:" + workflow;
-    public RedisKey Status(RunStatus status) => Base + "status:" + StatusName(status);
     public RedisKey WorkflowStatus(string workflow, RunStatus status) => Base + "wfstatus:" + StatusName(status) + ":" + workflow;
     public RedisKey WorkflowRuns(string workflow) => Base + "wfruns:" + workflow;
     public RedisKey Idempotency(string workflow, string key) => Base + "idem:" + workflow.Length + ":" + workflow + ":" + key;
-    public RedisKey Runs => Base + "runs";
     public RedisKey Finished => Base + "finished";
     public RedisKey OnFailure => Base + "onfailure";
     public RedisKey WorkflowsSet => Base + "workflows";

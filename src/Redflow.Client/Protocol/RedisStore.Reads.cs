@@ -17,20 +17,32 @@ internal sealed partial class RedisStore
     {
         if (p.Limit is < 1 or > 1000) throw new ArgumentOutOfRangeException(nameof(p), p.Limit, "ListRunsParams.Limit must be 1 to 1000.");
         if (p.Offset < 0) throw new ArgumentOutOfRangeException(nameof(p), p.Offset, "ListRunsParams.Offset must not be negative.");
-        RedisKey index = (p.Workflow, p.Status, p.ParentRunId) switch
+        double max = p.Before is { } before ? before.ToUnixTimeMilliseconds() - 1 : double.PositiveInfinity;
+        double min = p.After is { } after ? after.ToUnixTimeMilliseconds() : double.NegativeInfinity;
+        // The indexes are per workflow (one ZADD per transition, not two): without a workflow filter, the
+        // page is merged from every workflow's index, newest first.
+        RedisKey[] indexes = (p.Workflow, p.Status, p.ParentRunId) switch
         {
-            (_, _, { } parent) => Keys.Children(Names.Check(parent, "parent run id")),
-            ({ } wf, { } s, _) => Keys.WorkflowStatus(Names.Check(wf, "workflow name"), s),
-            ({ } wf, null, _) => Keys.WorkflowRuns(Names.Check(wf, "workflow name")),
-            (null, { } s, _) => Keys.Status(s),
-            _ => Keys.Runs,
+            (_, _, { } parent) => [Keys.Children(Names.Check(parent, "parent run id"))],
+            ({ } wf, { } s, _) => [Keys.WorkflowStatus(Names.Check(wf, "workflow name"), s)],
+            ({ } wf, null, _) => [Keys.WorkflowRuns(Names.Check(wf, "workflow name"))],
+            (null, { } s, _) => [.. (await WorkflowNamesAsync().ConfigureAwait(false)).Select(wf => Keys.WorkflowStatus(wf, s))],
+            _ => [.. (await WorkflowNamesAsync().ConfigureAwait(false)).Select(Keys.WorkflowRuns)],
         };
         // With a parent filter the other filters apply in memory, over a bounded window of the children.
         var filterInMemory = p.ParentRunId is not null && (p.Workflow is not null || p.Status is not null);
-        double max = p.Before is { } before ? before.ToUnixTimeMilliseconds() - 1 : double.PositiveInfinity;
-        double min = p.After is { } after ? after.ToUnixTimeMilliseconds() : double.NegativeInfinity;
-        var ids = await Db.SortedSetRangeByScoreAsync(index, min, max, Exclude.None, Order.Descending,
-            filterInMemory ? 0 : p.Offset, filterInMemory ? 1000 : p.Limit).ConfigureAwait(false);
+        RedisValue[] ids;
+        if (indexes.Length == 1)
+            ids = await Db.SortedSetRangeByScoreAsync(indexes[0], min, max, Exclude.None, Order.Descending,
+                filterInMemory ? 0 : p.Offset, filterInMemory ? 1000 : p.Limit).ConfigureAwait(false);
+        else
+        {
+            var pages = await Task.WhenAll(indexes.Select(index => Db.SortedSetRangeByScoreWithScoresAsync(index, min, max,
+                Exclude.None, Order.Descending, 0, p.Offset + p.Limit))).ConfigureAwait(false);
+            ids = [.. pages.SelectMany(page => page)
+                .OrderByDescending(e => e.Score).ThenByDescending(e => (string)e.Element!, StringComparer.Ordinal)
+                .Skip(p.Offset).Take(p.Limit).Select(e => e.Element)];
+        }
         var runs = await Task.WhenAll(ids.Select(id => GetRunAsync(id!))).ConfigureAwait(false);
         IEnumerable<RunRecord> found = runs.OfType<RunRecord>();
         if (filterInMemory)
@@ -39,10 +51,14 @@ internal sealed partial class RedisStore
         return found.ToList();
     }
 
+    /// <summary>Every registered workflow (a run exists only for a registered one).</summary>
+    private async Task<string[]> WorkflowNamesAsync() =>
+        [.. (await Db.SetMembersAsync(Keys.WorkflowsSet).ConfigureAwait(false)).Select(n => (string)n!)];
+
     public async Task<IReadOnlyList<WorkflowMeta>> ListWorkflowsAsync()
     {
-        var names = await Db.SetMembersAsync(Keys.WorkflowsSet).ConfigureAwait(false);
-        var metas = await Task.WhenAll(names.Select(n => GetWorkflowMetaAsync(n!))).ConfigureAwait(false);
+        var names = await WorkflowNamesAsync().ConfigureAwait(false);
+        var metas = await Task.WhenAll(names.Select(GetWorkflowMetaAsync)).ConfigureAwait(false);
         return metas.OfType<WorkflowMeta>().OrderBy(m => m.Name, StringComparer.Ordinal).ToList();
     }
 
@@ -71,7 +87,9 @@ internal sealed partial class RedisStore
     {
         var queues = await Db.SetMembersAsync(Keys.Queues).ConfigureAwait(false);
         var queueStats = await Task.WhenAll(queues.Select(async q => await QueueStatsAsync(q!).ConfigureAwait(false))).ConfigureAwait(false);
-        var countTasks = Enum.GetValues<RunStatus>().ToDictionary(s => s, s => Db.SortedSetLengthAsync(Keys.Status(s)));
+        var names = await WorkflowNamesAsync().ConfigureAwait(false);
+        var countTasks = Enum.GetValues<RunStatus>().ToDictionary(s => s,
+            s => Task.WhenAll(names.Select(wf => Db.SortedSetLengthAsync(Keys.WorkflowStatus(wf, s)))));
         var cutoff = DateTimeOffset.UtcNow - WorkerLiveness;
         var live = await Db.SortedSetRangeByScoreWithScoresAsync(Keys.WorkersSeen, cutoff.ToUnixTimeMilliseconds()).ConfigureAwait(false);
         var infos = live.Length == 0 ? [] : await Db.HashGetAsync(Keys.Workers, live.Select(l => l.Element).ToArray()).ConfigureAwait(false);
@@ -87,7 +105,7 @@ internal sealed partial class RedisStore
         return new RedflowStats
         {
             Queues = queueStats.OrderBy(q => q.Name, StringComparer.Ordinal).ToList(),
-            RunCounts = countTasks.ToDictionary(kv => kv.Key, kv => kv.Value.Result),
+            RunCounts = countTasks.ToDictionary(kv => kv.Key, kv => kv.Value.Result.Sum()),
             Workers = workers,
             Counters = counters.ToDictionary(c => (string)c.Name!, c => (long)c.Value),
         };

@@ -21,7 +21,7 @@ internal sealed record ClaimedRun(
     int Attempt, int MaxAttempts, int Resumes, IReadOnlyDictionary<string, string> CachedSteps, string TraceParent = "", long CreatedAtMs = 0);
 
 /// <summary>Asks a completing script to claim the next run for the freed slot.</summary>
-internal sealed record NextRunRequest(string RequestId, TimeSpan Lease, string Worker, IReadOnlyList<string> Queues);
+internal sealed record NextRunRequest(TimeSpan Lease, string Worker, IReadOnlyList<string> Queues);
 
 /// <summary>The answer of a fail-or-retry call.</summary>
 internal sealed record FailResult(WriteOutcome Outcome, bool WillRetry, int NextAttempt);
@@ -162,7 +162,7 @@ internal sealed partial class RedisStore(IConnectionMultiplexer redis, Keys keys
     /// </summary>
     public async Task<(WriteOutcome Outcome, IReadOnlyList<ClaimedRun> Next)> CompleteAsync(string runId, string token, string outputJson, NextRunRequest? next = null)
     {
-        var args = new List<RedisValue> { runId, token, outputJson, next?.RequestId ?? "" };
+        var args = new List<RedisValue> { runId, token, outputJson, next is null ? "" : "1" };
         if (next is not null)
         {
             args.Add((long)next.Lease.TotalMilliseconds);

@@ -17,12 +17,10 @@ local function k_leases(q) return P .. 'leases:' .. q end                -- zset
 local function k_running(wf) return P .. 'running:' .. wf end            -- set: runs of wf holding a concurrency slot
 local function k_wf(wf) return P .. 'wf:' .. wf end                      -- hash: workflow meta published by workers
 local function k_wf_workers(wf) return P .. 'wfworkers:' .. wf end       -- hash: app -> last seen (ms)
-local function k_status(s) return P .. 'status:' .. s end                -- zset: run ids in status s, by creation
-local function k_wf_status(wf, s) return P .. 'wfstatus:' .. s .. ':' .. wf end
+local function k_wf_status(wf, s) return P .. 'wfstatus:' .. s .. ':' .. wf end -- zset: runs of wf in status s, by creation
 local function k_wf_runs(wf) return P .. 'wfruns:' .. wf end             -- zset: all runs of wf, by creation
 local function k_idem(wf, key) return P .. 'idem:' .. #wf .. ':' .. wf .. ':' .. key end
 local function k_claim(req) return P .. 'claim:' .. req end              -- string: a claim's answer, for repeats
-local K_RUNS = P .. 'runs'             -- zset: all runs by creation
 local K_FINISHED = P .. 'finished'     -- zset: finished run id -> purge at (ms)
 local K_ONFAILURE = P .. 'onfailure'   -- zset: run id -> due (ms): OnFailure calls still to make
 local K_CANCELS = P .. 'cancels'       -- zset: running run id -> when its cancel was requested (ms)
@@ -44,14 +42,12 @@ end
 
 local TERMINAL = { succeeded = true, failed = true, canceled = true }
 
--- Moves a run between the status indexes (global and per workflow). from may be false for a new run.
+-- Moves a run between its workflow's status indexes. from may be false for a new run. The indexes are per
+-- workflow only: a listing across workflows merges them (RedisStore.Reads.cs), so a transition costs two
+-- commands, not four.
 local function move_status(id, wf, from, to, created)
   if from == to then return end
-  if from then
-    redis.call('ZREM', k_status(from), id)
-    redis.call('ZREM', k_wf_status(wf, from), id)
-  end
-  redis.call('ZADD', k_status(to), created, id)
+  if from then redis.call('ZREM', k_wf_status(wf, from), id) end
   redis.call('ZADD', k_wf_status(wf, to), created, id)
 end
 
@@ -90,12 +86,13 @@ end
 
 -- Ends a run: status index, finish time, retention, idempotency key window, completion message,
 -- and the parent waiting on it (if any) goes back to its queue to replay.
-local function finish(id, status, now)
+-- extra: more field/value pairs for the run record, written with the status (the output, for one).
+local function finish(id, status, now, extra)
   local run = k_run(id)
   local r = redis.call('HMGET', run, 'status', 'workflow', 'created_at', 'parent_run_id', 'idempotency_key', 'idem_ttl_ms')
   local wf = r[2]
   local retention = tonumber(redis.call('HGET', k_wf(wf), 'retention_ms') or '604800000')
-  redis.call('HSET', run, 'status', status, 'finished_at', now)
+  redis.call('HSET', run, 'status', status, 'finished_at', now, unpack(extra or {}))
   move_status(id, wf, r[1], status, tonumber(r[3]))
   redis.call('ZADD', K_FINISHED, now + retention, id)
   redis.call('HINCRBY', K_COUNTERS, status, 1)
@@ -170,7 +167,6 @@ local function create_run(id, wf, input, q, max_attempts, available, now, key, k
     'parent_run_id', parent, 'idempotency_key', key, 'idem_ttl_ms', key_ttl, 'rerun_of', rerun_of,
     'traceparent', traceparent or '')
   if key ~= '' then redis.call('SET', k_idem(wf, key), id) end
-  redis.call('ZADD', K_RUNS, now, id)
   redis.call('ZADD', k_wf_runs(wf), now, id)
   if parent ~= '' then redis.call('ZADD', k_children(parent), now, id) end
   redis.call('SADD', K_QUEUES, q)
@@ -215,8 +211,7 @@ local function claim_from(q, max, worker, lease_ms, now, out)
         local token = next_token(now)
         local deadline = now + lease_ms
         local r = redis.call('HMGET', run, 'created_at', 'started_at', 'input', 'attempt', 'max_attempts', 'resumes', 'traceparent')
-        redis.call('HSET', run, 'status', 'running', 'token', token, 'worker', worker, 'lease_until', deadline)
-        if not r[2] then redis.call('HSET', run, 'started_at', now) end
+        redis.call('HSET', run, 'status', 'running', 'token', token, 'worker', worker, 'lease_until', deadline, 'started_at', r[2] or now)
         redis.call('ZADD', k_leases(q), deadline, id)
         redis.call('SADD', k_running(wf), id)
         move_status(id, wf, 'queued', 'running', tonumber(r[1]))
@@ -231,6 +226,15 @@ local function claim_from(q, max, worker, lease_ms, now, out)
       end
     end
   end
+end
+
+-- A run leased under token, as claim_from lists it, read back from its record (nil when token no longer
+-- holds it): a repeated call answers with the runs the first call leased without storing them twice.
+local function leased_run(id, token)
+  local r = redis.call('HMGET', k_run(id), 'status', 'token', 'lease_until', 'workflow', 'input', 'attempt',
+    'max_attempts', 'resumes', 'queue', 'traceparent', 'created_at')
+  if r[1] ~= 'running' or r[2] ~= token then return nil end
+  return { id, token, r[3], r[4], r[5], r[6], r[7], r[8], r[9], redis.call('HGETALL', k_steps(id)), r[10] or '', r[11] }
 end
 
 -- Reads the lease holder's view of a run; returns status and whether token holds it.

@@ -6,32 +6,36 @@
   ARGV[1] run id
   ARGV[2] fencing token
   ARGV[3] output JSON
-  ARGV[4] request id for claiming the next run ('' = do not claim)
+  ARGV[4] '1': also claim the next run for the freed slot ('' = do not claim)
   ARGV[5] lease ms (with ARGV[4])
   ARGV[6] worker id (with ARGV[4])
   ARGV[7..] the worker's queues, in priority order (with ARGV[4])
-  Returns {'ok', next runs} | {'done', next runs} (a repeat: the first call's next runs) | {'fenced', status}
-  (next runs as claim.lua returns them: at most one)
+  Returns {'ok', next runs} | {'done', next runs} (a repeat: the first call's next run, if it still holds it) |
+  {'fenced', status} (next runs as claim.lua returns them: at most one)
 ]]
 local id, token, req = ARGV[1], ARGV[2], ARGV[4]
 local r, held = holder(id, token)
 if not held then
   if r[1] == 'succeeded' and r[2] == token then
-    local prior = req ~= '' and redis.call('GET', k_claim(req))
-    return { 'done', prior and cjson.decode(prior) or {} }
+    local prior = redis.call('HMGET', k_run(id), 'next_run', 'next_token')
+    return { 'done', { prior[1] and leased_run(prior[1], prior[2]) or nil } }
   end
   return { 'fenced', r[1] or 'missing' }
 end
 release(id, r[3], r[4])
-redis.call('HSET', k_run(id), 'output', ARGV[3])
 local now = now_ms()
-finish(id, 'succeeded', now)
+-- The freed slot takes the next ready run first (the release made room under the cap); the run's record
+-- keeps which run that was, for a repeat of this call.
 local next_runs = {}
 if req ~= '' then
   for i = 7, #ARGV do
     claim_from(ARGV[i], 1, ARGV[6], tonumber(ARGV[5]), now, next_runs)
     if #next_runs > 0 then break end
   end
-  if #next_runs > 0 then redis.call('SET', k_claim(req), cjson.encode(next_runs), 'PX', 60000) end
 end
+local extra = { 'output', ARGV[3] }
+if #next_runs > 0 then
+  extra[3], extra[4], extra[5], extra[6] = 'next_run', next_runs[1][1], 'next_token', next_runs[1][2]
+end
+finish(id, 'succeeded', now, extra)
 return { 'ok', next_runs }

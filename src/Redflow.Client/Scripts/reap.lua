@@ -35,12 +35,10 @@ end
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', K_FINISHED, '-inf', now, 'LIMIT', 0, limit)) do
   local r = redis.call('HMGET', k_run(id), 'workflow', 'status', 'parent_run_id')
   if r[1] then
-    redis.call('ZREM', k_status(r[2]), id)
     redis.call('ZREM', k_wf_status(r[1], r[2]), id)
     redis.call('ZREM', k_wf_runs(r[1]), id)
     if r[3] and r[3] ~= '' then redis.call('ZREM', k_children(r[3]), id) end
   end
-  redis.call('ZREM', K_RUNS, id)
   redis.call('ZREM', K_FINISHED, id)
   redis.call('ZREM', K_ONFAILURE, id)
   redis.call('ZREM', K_CANCELS, id)

@@ -202,7 +202,8 @@ public sealed class FailoverTests(ITestOutputHelper output)
         var statuses = new[] { "scheduled", "queued", "running", "waiting", "succeeded", "failed", "canceled" };
         var membership = new Dictionary<string, List<string>>();
         foreach (var s in statuses)
-            foreach (var member in await db.SortedSetRangeByRankAsync(tag + "status:" + s))
+            foreach (var wf in await db.SetMembersAsync(tag + "workflows"))
+            foreach (var member in await db.SortedSetRangeByRankAsync(tag + "wfstatus:" + s + ":" + wf))
                 (membership.TryGetValue(member!, out var l) ? l : membership[member!] = []).Add(s);
         foreach (var (id, inIndexes) in membership)
         {

@@ -229,7 +229,7 @@ public sealed class ControlTests : WorkerTest
             // In exactly one status index.
             var found = 0;
             foreach (var s in Enum.GetValues<RunStatus>())
-                if (await TestEnv.Db.SortedSetScoreAsync(store.Keys.Status(s), handles[i].RunId) is not null) found++;
+                if (await TestEnv.Db.SortedSetScoreAsync(store.Keys.WorkflowStatus("racy", s), handles[i].RunId) is not null) found++;
             Assert.Equal(1, found);
         }
         RunHandle handle(int i) => handles[i];

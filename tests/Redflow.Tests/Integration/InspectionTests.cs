@@ -27,6 +27,11 @@ public sealed class InspectionTests : WorkerTest
         var all = await Client.ListRunsAsync();
         Assert.Equal(6, all.Count);
         Assert.Equal(failed.RunId, all[0].Id); // newest first
+        Assert.Equal(all.OrderByDescending(r => r.CreatedAt).Select(r => r.CreatedAt), all.Select(r => r.CreatedAt));
+        // Without a workflow filter, pages are merged from both workflows' indexes and stay consistent.
+        var merged = await Client.ListRunsAsync(new ListRunsParams { Limit = 3, Offset = 2 });
+        Assert.Equal(all.Skip(2).Take(3).Select(r => r.Id), merged.Select(r => r.Id));
+        Assert.Equal(5, (await Client.ListRunsAsync(new ListRunsParams { Status = RunStatus.Succeeded })).Count);
         var ofA = await Client.ListRunsAsync(new ListRunsParams { Workflow = "list-a" });
         Assert.Equal(handles.Select(h => h.RunId).Reverse(), ofA.Select(r => r.Id));
         var page1 = await Client.ListRunsAsync(new ListRunsParams { Workflow = "list-a", Limit = 2 });
@@ -125,7 +130,7 @@ public sealed class InspectionTests : WorkerTest
         Assert.Empty(await Client.ListRunsAsync());
         Assert.Empty(await Client.ListRunsAsync(new ListRunsParams { Workflow = "short-lived" }));
         foreach (var status in Enum.GetValues<RunStatus>())
-            Assert.Null(await TestEnv.Db.SortedSetScoreAsync(keys.Status(status), handle.RunId));
+            Assert.Null(await TestEnv.Db.SortedSetScoreAsync(keys.WorkflowStatus("short-lived", status), handle.RunId));
         Assert.False(await TestEnv.Db.KeyExistsAsync(keys.Steps(handle.RunId)));
         Assert.Null(await TestEnv.Db.SortedSetScoreAsync(keys.Finished, handle.RunId));
     }

@@ -33,7 +33,7 @@ public sealed class ScriptTests
     {
         var n = 0;
         foreach (var s in Enum.GetValues<RunStatus>())
-            if (await Db.SortedSetScoreAsync(K.Status(s), id) is not null) n++;
+            if (await Db.SortedSetScoreAsync(K.WorkflowStatus("wf", s), id) is not null) n++;
         return n;
     }
 
@@ -165,7 +165,7 @@ public sealed class ScriptTests
         Assert.Equal(WriteOutcome.AlreadyDone, (await _store.CompleteAsync(run.Id, run.Token, "43")).Outcome);
         Assert.Equal("42", (string?)await Db.HashGetAsync(K.Run("run_a"), "output"));
         Assert.Equal(1, await StatusIndexesContaining("run_a"));
-        Assert.NotNull(await Db.SortedSetScoreAsync(K.Status(RunStatus.Succeeded), "run_a"));
+        Assert.NotNull(await Db.SortedSetScoreAsync(K.WorkflowStatus("wf", RunStatus.Succeeded), "run_a"));
         Assert.Equal(0, await Db.SetLengthAsync(K.Running("wf")));
     }
 
@@ -176,7 +176,7 @@ public sealed class ScriptTests
         await EmitAsync("run_a");
         await EmitAsync("run_b");
         var run = await ClaimOneAsync();
-        var next = new NextRunRequest("n1", Lease, "node-1", ["q"]);
+        var next = new NextRunRequest(Lease, "node-1", ["q"]);
         var (outcome, runs) = await _store.CompleteAsync(run.Id, run.Token, "1", next);
         Assert.Equal(WriteOutcome.Ok, outcome);
         var b = Assert.Single(runs);
@@ -266,7 +266,6 @@ public sealed class ScriptTests
         Assert.Equal(0, (await _store.ReapAsync(100, 3, TimeSpan.FromSeconds(30))).Purged);
         Assert.False(await Db.KeyExistsAsync(K.Run("run_a")));
         Assert.Equal(0, await StatusIndexesContaining("run_a"));
-        Assert.Null(await Db.SortedSetScoreAsync(K.Runs, "run_a"));
         Assert.Null(await Db.SortedSetScoreAsync(K.WorkflowRuns("wf"), "run_a"));
     }
 
@@ -334,13 +333,13 @@ public sealed class ScriptTests
     public async Task The_lua_key_layout_matches_the_key_builder()
     {
         var keys = (RedisResult[])(await Db.ScriptEvaluateAsync(ScriptLibrary.Library +
-            "\nreturn {k_run('x'), k_steps('x'), k_children('x'), k_ready('q','w'), k_ring('q'), k_scheduled('q'), k_leases('q'), k_running('w'), k_wf('w'), k_wf_workers('w'), k_status('queued'), k_wf_status('w','queued'), k_wf_runs('w'), k_idem('w','k'), K_RUNS, K_FINISHED, K_ONFAILURE, K_WORKFLOWS, K_QUEUES, K_WORKERS, K_WORKERS_SEEN, K_COUNTERS, K_CANCELS, K_WAITS}",
+            "\nreturn {k_run('x'), k_steps('x'), k_children('x'), k_ready('q','w'), k_ring('q'), k_scheduled('q'), k_leases('q'), k_running('w'), k_wf('w'), k_wf_workers('w'), k_wf_status('w','queued'), k_wf_runs('w'), k_idem('w','k'), K_FINISHED, K_ONFAILURE, K_WORKFLOWS, K_QUEUES, K_WORKERS, K_WORKERS_SEEN, K_COUNTERS, K_CANCELS, K_WAITS}",
             [(RedisKey)K.Base]))!;
         RedisKey[] expected =
         [
             K.Run("x"), K.Steps("x"), K.Children("x"), K.Ready("q", "w"), K.Ring("q"), K.Scheduled("q"), K.Leases("q"), K.Running("w"),
-            K.Workflow("w"), K.WorkflowWorkers("w"), K.Status(RunStatus.Queued), K.WorkflowStatus("w", RunStatus.Queued), K.WorkflowRuns("w"),
-            K.Idempotency("w", "k"), K.Runs, K.Finished, K.OnFailure, K.WorkflowsSet, K.Queues, K.Workers, K.WorkersSeen, K.Counters, K.Cancels, K.Waits,
+            K.Workflow("w"), K.WorkflowWorkers("w"), K.WorkflowStatus("w", RunStatus.Queued), K.WorkflowRuns("w"),
+            K.Idempotency("w", "k"), K.Finished, K.OnFailure, K.WorkflowsSet, K.Queues, K.Workers, K.WorkersSeen, K.Counters, K.Cancels, K.Waits,
         ];
         Assert.Equal(expected.Select(k => (string)k!), keys.Select(k => (string)k!));
     }
