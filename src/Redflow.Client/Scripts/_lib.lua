@@ -64,11 +64,15 @@ end
 
 -- Releases a running run's lease and concurrency slot. Its token stays as the last holder's, so a
 -- repeated terminal call by that holder is recognised; every write still requires status 'running'.
-local function release(id, q, wf)
+-- When runs of the workflow wait, the freed slot may unblock runs capped by MaxConcurrency: the doorbell
+-- rings, unless quiet (the caller claims with the slot itself, or rings later); returns whether runs wait.
+local function release(id, q, wf, quiet)
   redis.call('ZREM', k_leases(q), id)
   if redis.call('SREM', k_running(wf), id) == 1 and redis.call('LLEN', k_ready(q, wf)) > 0 then
-    redis.call('PUBLISH', K_DOORBELL, q) -- a freed slot may unblock runs capped by MaxConcurrency
+    if not quiet then redis.call('PUBLISH', K_DOORBELL, q) end
+    return true
   end
+  return false
 end
 
 -- Puts a run back to queued (now) or scheduled (later).
@@ -84,29 +88,34 @@ local function requeue(id, q, wf, from, created, available, now, front)
   end
 end
 
+-- The fields of a run record that holder() and finish() read, in this order.
+local RUN_FIELDS = { 'status', 'token', 'queue', 'workflow', 'created_at', 'attempt', 'max_attempts',
+  'parent_run_id', 'idempotency_key', 'idem_ttl_ms' }
+
 -- Ends a run: status index, finish time, retention, idempotency key window, completion message,
 -- and the parent waiting on it (if any) goes back to its queue to replay.
 -- extra: more field/value pairs for the run record, written with the status (the output, for one).
-local function finish(id, status, now, extra)
+-- r: the record's RUN_FIELDS if the caller read them already (holder), else nil.
+local function finish(id, status, now, extra, r)
   local run = k_run(id)
-  local r = redis.call('HMGET', run, 'status', 'workflow', 'created_at', 'parent_run_id', 'idempotency_key', 'idem_ttl_ms')
-  local wf = r[2]
+  r = r or redis.call('HMGET', run, unpack(RUN_FIELDS))
+  local wf = r[4]
   local retention = tonumber(redis.call('HGET', k_wf(wf), 'retention_ms') or '604800000')
   redis.call('HSET', run, 'status', status, 'finished_at', now, unpack(extra or {}))
-  move_status(id, wf, r[1], status, tonumber(r[3]))
+  move_status(id, wf, r[1], status, tonumber(r[5]))
   redis.call('ZADD', K_FINISHED, now + retention, id)
   redis.call('HINCRBY', K_COUNTERS, status, 1)
-  if r[5] and r[5] ~= '' then
-    redis.call('PEXPIRE', k_idem(wf, r[5]), tonumber(r[6] or '86400000'))
+  if r[9] and r[9] ~= '' then
+    redis.call('PEXPIRE', k_idem(wf, r[9]), tonumber(r[10] or '86400000'))
   end
-  if r[4] and r[4] ~= '' then
-    local parent = k_run(r[4])
+  if r[8] and r[8] ~= '' then
+    local parent = k_run(r[8])
     local p = redis.call('HMGET', parent, 'status', 'waiting_on', 'queue', 'workflow', 'created_at')
     if p[1] == 'waiting' and p[2] == id then
       redis.call('HDEL', parent, 'waiting_on')
-      redis.call('ZREM', K_WAITS, r[4])
+      redis.call('ZREM', K_WAITS, r[8])
       redis.call('HINCRBY', parent, 'resumes', 1)
-      requeue(r[4], p[3], p[4], 'waiting', tonumber(p[5]), 0, now, true)
+      requeue(r[8], p[3], p[4], 'waiting', tonumber(p[5]), 0, now, true)
     end
   end
   redis.call('PUBLISH', K_DONE, id)
@@ -115,9 +124,8 @@ end
 -- Fails a run for good with an error JSON. When the workflow has an OnFailure handler, records the
 -- pending call, due at on_failure_due: the failing worker makes the call before then; if it dies, any
 -- worker with the workflow claims it once due (claim_onfailure).
-local function fail_final(id, error_json, now, on_failure_due)
-  redis.call('HSET', k_run(id), 'error', error_json)
-  finish(id, 'failed', now)
+local function fail_final(id, error_json, now, on_failure_due, r)
+  finish(id, 'failed', now, { 'error', error_json }, r)
   if on_failure_due then redis.call('ZADD', K_ONFAILURE, on_failure_due, id) end
 end
 
@@ -177,11 +185,12 @@ end
 -- primary's last writes (asynchronous replication) rolls the counter back; without the floor the new primary would
 -- hand out a token again that a worker already holds for a claim it lost, and both would be accepted. The floor
 -- keeps tokens increasing across such a failover while the clocks of primary and replica agree to better than the
--- failover takes (cluster-node-timeout). Tokens stay decimal integers.
+-- failover takes (cluster-node-timeout) less 100 ms: the counter is moved up to the clock only once it lags more
+-- than that, so a busy queue pays one SET about every 100 ms instead of one per claim. Tokens stay decimal integers.
 local function next_token(now)
   local t = redis.call('INCR', K_TOKEN)
   local floor = now * 1000
-  if t <= floor then
+  if t <= floor - 100000 then
     t = floor + 1
     redis.call('SET', K_TOKEN, string.format('%.0f', t))
   end
@@ -197,13 +206,14 @@ local function claim_from(q, max, worker, lease_ms, now, out)
   local wanted = #out + max
   local idle = 0 -- workflows passed over in a row without a claim; a full round of them ends the loop
   while #out < wanted do
-    local n = redis.call('LLEN', ring)
-    if n == 0 or idle >= n then break end
-    local wf = redis.call('LINDEX', ring, 0)
+    local head = redis.call('LRANGE', ring, 0, 1) -- the next workflow, and whether another one follows
+    local wf = head[1]
+    if not wf then break end
     local cap = tonumber(redis.call('HGET', k_wf(wf), 'max_concurrency') or '1')
     if redis.call('SCARD', k_running(wf)) >= cap then
-      redis.call('LMOVE', ring, ring, 'LEFT', 'RIGHT') -- capped: leave its runs queued, try the next workflow
       idle = idle + 1
+      if idle >= redis.call('LLEN', ring) then break end
+      redis.call('LMOVE', ring, ring, 'LEFT', 'RIGHT') -- capped: leave its runs queued, try the next workflow
     else
       local id = redis.call('LPOP', k_ready(q, wf))
       if id then
@@ -221,8 +231,8 @@ local function claim_from(q, max, worker, lease_ms, now, out)
       end
       if redis.call('LLEN', k_ready(q, wf)) == 0 then
         redis.call('LPOP', ring) -- no ready runs left: the workflow leaves the ring
-      else
-        redis.call('LMOVE', ring, ring, 'LEFT', 'RIGHT')
+      elseif head[2] then
+        redis.call('LMOVE', ring, ring, 'LEFT', 'RIGHT') -- round-robin: the next claim starts at the next workflow
       end
     end
   end
@@ -239,6 +249,6 @@ end
 
 -- Reads the lease holder's view of a run; returns status and whether token holds it.
 local function holder(id, token)
-  local r = redis.call('HMGET', k_run(id), 'status', 'token', 'queue', 'workflow', 'created_at', 'attempt', 'max_attempts')
+  local r = redis.call('HMGET', k_run(id), unpack(RUN_FIELDS))
   return r, (r[1] == 'running' and r[2] == token)
 end

@@ -40,5 +40,5 @@ if ARGV[4] == '1' and attempt < max_attempts then
   requeue(id, r[3], r[4], 'running', tonumber(r[5]), available, now, false)
   return { 'retry', attempt + 1, available }
 end
-fail_final(id, ARGV[3], now, has_on_failure(r[4]) and now + tonumber(ARGV[9]))
+fail_final(id, ARGV[3], now, has_on_failure(r[4]) and now + tonumber(ARGV[9]), r)
 return { 'failed' }
