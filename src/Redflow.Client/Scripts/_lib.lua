@@ -226,7 +226,9 @@ local function claim_from(q, max, worker, lease_ms, now, out)
         redis.call('SADD', k_running(wf), id)
         move_status(id, wf, 'queued', 'running', tonumber(r[1]))
         redis.call('HINCRBY', K_COUNTERS, 'started', 1)
-        out[#out + 1] = { id, token, tostring(deadline), wf, r[3], r[4], r[5], r[6], q, redis.call('HGETALL', k_steps(id)), r[7] or '', r[1] }
+        -- Steps are recorded only under a lease, so a run never started before has none to read.
+        local steps = r[2] and redis.call('HGETALL', k_steps(id)) or {}
+        out[#out + 1] = { id, token, tostring(deadline), wf, r[3], r[4], r[5], r[6], q, steps, r[7] or '', r[1] }
         idle = 0
       end
       if redis.call('LLEN', k_ready(q, wf)) == 0 then
