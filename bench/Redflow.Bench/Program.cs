@@ -46,9 +46,11 @@ async Task ThroughputOnce(string? name, int steps, int n)
         await Task.WhenAll(Enumerable.Range(b, Math.Min(1000, n - b)).Select(_ => client.EmitWorkflowAsync("noop", null)));
     var before = await ScriptCalls();
     var (redisCpu, cpu, commands, scriptUs) = (await RedisCpuSeconds(), Process.GetCurrentProcess().TotalProcessorTime, await AllCommands(), await ScriptMicros());
+    var allocated = GC.GetTotalAllocatedBytes();
     var sw = Stopwatch.StartNew();
     await using var worker = await RedflowWorker.StartAsync(Options(prefix, [wf], 64));
     await WaitFor(prefix, "noop", "succeeded", n);
+    var allocatedKb = (GC.GetTotalAllocatedBytes() - allocated) / 1024.0 / n;
     var el = sw.Elapsed;
     var calls = (await ScriptCalls() - before) / (double)n + 1; // + the emit
     var workerUs = (Process.GetCurrentProcess().TotalProcessorTime - cpu).TotalMicroseconds / n;
@@ -57,7 +59,7 @@ async Task ThroughputOnce(string? name, int steps, int n)
     var scriptsUs = (await ScriptMicros() - scriptUs) / n;
     if (name is null) return;
     Print(name, ("runs_per_s", n / el.TotalSeconds), ("runs", n), ("round_trips", calls),
-        ("worker_cpu_us", workerUs), ("redis_cpu_us", redisUs), ("redis_commands", perRun), ("redis_script_us", scriptsUs));
+        ("worker_cpu_us", workerUs), ("worker_alloc_kb", allocatedKb), ("redis_cpu_us", redisUs), ("redis_commands", perRun), ("redis_script_us", scriptsUs));
 }
 
 async Task Latency(int rate, int seconds)
@@ -137,7 +139,7 @@ async Task Memory(int inFlight)
     for (var b = 0; b < inFlight; b += 1000)
         await Task.WhenAll(Enumerable.Range(b, Math.Min(1000, inFlight - b)).Select(_ => client.EmitWorkflowAsync("hold", null)));
     var peak = 0L;
-    while (await db.SortedSetLengthAsync($"{{{prefix}}}:wfstatus:running:hold") < inFlight)
+    while (await db.SetLengthAsync($"{{{prefix}}}:running:hold") < inFlight)
     {
         peak = Math.Max(peak, Process.GetCurrentProcess().WorkingSet64);
         await Task.Delay(100);

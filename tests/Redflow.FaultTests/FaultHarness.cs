@@ -387,9 +387,12 @@ internal sealed class FaultHarness : IAsyncDisposable
             var open = 0;
             try
             {
-                foreach (var s in new[] { "scheduled", "queued", "running", "waiting" })
-                    foreach (var wf in await db.SetMembersAsync($"{{{_prefix}}}:workflows"))
+                foreach (var wf in await db.SetMembersAsync($"{{{_prefix}}}:workflows"))
+                {
+                    foreach (var s in new[] { "scheduled", "queued", "waiting" })
                         open += (int)await db.SortedSetLengthAsync($"{{{_prefix}}}:wfstatus:{s}:{wf}");
+                    open += (int)await db.SetLengthAsync($"{{{_prefix}}}:running:{wf}"); // running runs: the running set
+                }
             }
             catch (Exception) { open = -1; }
             if (open == 0) return;

@@ -19,6 +19,8 @@ internal sealed partial class RedisStore
         if (p.Offset < 0) throw new ArgumentOutOfRangeException(nameof(p), p.Offset, "ListRunsParams.Offset must not be negative.");
         double max = p.Before is { } before ? before.ToUnixTimeMilliseconds() - 1 : double.PositiveInfinity;
         double min = p.After is { } after ? after.ToUnixTimeMilliseconds() : double.NegativeInfinity;
+        if (p is { Status: RunStatus.Running, ParentRunId: null })
+            return await ListRunningAsync(p, min, max).ConfigureAwait(false);
         // The indexes are per workflow (one ZADD per transition, not two): without a workflow filter, the
         // page is merged from every workflow's index, newest first.
         RedisKey[] indexes = (p.Workflow, p.Status, p.ParentRunId) switch
@@ -51,6 +53,28 @@ internal sealed partial class RedisStore
         return found.ToList();
     }
 
+    /// <summary>
+    /// Running runs, from the workflows' running sets (their concurrency slots, so at most the workers' total
+    /// concurrency): creation times are read for all of them, records only for the page.
+    /// </summary>
+    private async Task<IReadOnlyList<RunRecord>> ListRunningAsync(ListRunsParams p, double min, double max)
+    {
+        string[] workflows = p.Workflow is { } wf ? [Names.Check(wf, "workflow name")] : await WorkflowNamesAsync().ConfigureAwait(false);
+        var ids = (await Task.WhenAll(workflows.Select(w => Db.SetMembersAsync(Keys.Running(w)))).ConfigureAwait(false)).SelectMany(m => m).ToArray();
+        var created = await Task.WhenAll(ids.Select(id => Db.HashGetAsync(Keys.Run(id!), "created_at"))).ConfigureAwait(false);
+        var page = ids.Zip(created, (id, c) => (Id: (string)id!, Created: c.IsNull ? double.NaN : (double)c))
+            .Where(e => e.Created >= min && e.Created <= max)
+            .OrderByDescending(e => e.Created).ThenByDescending(e => e.Id, StringComparer.Ordinal)
+            .Skip(p.Offset).Take(p.Limit);
+        var runs = await Task.WhenAll(page.Select(e => GetRunAsync(e.Id))).ConfigureAwait(false);
+        return [.. runs.OfType<RunRecord>()];
+    }
+
+    /// <summary>How many runs of a workflow are in a status (running runs: its running set).</summary>
+    private Task<long> CountAsync(string workflow, RunStatus status) => status == RunStatus.Running
+        ? Db.SetLengthAsync(Keys.Running(workflow))
+        : Db.SortedSetLengthAsync(Keys.WorkflowStatus(workflow, status));
+
     /// <summary>Every registered workflow (a run exists only for a registered one).</summary>
     private async Task<string[]> WorkflowNamesAsync() =>
         [.. (await Db.SetMembersAsync(Keys.WorkflowsSet).ConfigureAwait(false)).Select(n => (string)n!)];
@@ -66,7 +90,7 @@ internal sealed partial class RedisStore
     {
         var metaTask = Db.HashGetAllAsync(Keys.Workflow(workflow));
         var workersTask = Db.HashGetAllAsync(Keys.WorkflowWorkers(workflow));
-        var countTasks = Enum.GetValues<RunStatus>().ToDictionary(s => s, s => Db.SortedSetLengthAsync(Keys.WorkflowStatus(workflow, s)));
+        var countTasks = Enum.GetValues<RunStatus>().ToDictionary(s => s, s => CountAsync(workflow, s));
         var meta = (await metaTask.ConfigureAwait(false)).ToDictionary(e => (string)e.Name!, e => (string?)e.Value);
         if (meta.Count == 0) return null;
         var workers = await workersTask.ConfigureAwait(false);
@@ -89,7 +113,7 @@ internal sealed partial class RedisStore
         var queueStats = await Task.WhenAll(queues.Select(async q => await QueueStatsAsync(q!).ConfigureAwait(false))).ConfigureAwait(false);
         var names = await WorkflowNamesAsync().ConfigureAwait(false);
         var countTasks = Enum.GetValues<RunStatus>().ToDictionary(s => s,
-            s => Task.WhenAll(names.Select(wf => Db.SortedSetLengthAsync(Keys.WorkflowStatus(wf, s)))));
+            s => Task.WhenAll(names.Select(wf => CountAsync(wf, s))));
         var cutoff = DateTimeOffset.UtcNow - WorkerLiveness;
         var live = await Db.SortedSetRangeByScoreWithScoresAsync(Keys.WorkersSeen, cutoff.ToUnixTimeMilliseconds()).ConfigureAwait(false);
         var infos = live.Length == 0 ? [] : await Db.HashGetAsync(Keys.Workers, live.Select(l => l.Element).ToArray()).ConfigureAwait(false);

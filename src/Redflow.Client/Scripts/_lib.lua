@@ -44,11 +44,12 @@ local TERMINAL = { succeeded = true, failed = true, canceled = true }
 
 -- Moves a run between its workflow's status indexes. from may be false for a new run. The indexes are per
 -- workflow only: a listing across workflows merges them (RedisStore.Reads.cs), so a transition costs two
--- commands, not four.
+-- commands, not four. Running runs have no sorted index: the workflow's running set (k_running, the
+-- concurrency slots, written by claim_from and release) is their index.
 local function move_status(id, wf, from, to, created)
   if from == to then return end
-  if from then redis.call('ZREM', k_wf_status(wf, from), id) end
-  redis.call('ZADD', k_wf_status(wf, to), created, id)
+  if from and from ~= 'running' then redis.call('ZREM', k_wf_status(wf, from), id) end
+  if to ~= 'running' then redis.call('ZADD', k_wf_status(wf, to), created, id) end
 end
 
 -- Appends a run to its (queue, workflow) ready list. The doorbell rings only when the list was empty
@@ -90,7 +91,7 @@ end
 
 -- The fields of a run record that holder() and finish() read, in this order.
 local RUN_FIELDS = { 'status', 'token', 'queue', 'workflow', 'created_at', 'attempt', 'max_attempts',
-  'parent_run_id', 'idempotency_key', 'idem_ttl_ms' }
+  'parent_run_id', 'idempotency_key', 'idem_ttl_ms', 'stalls', 'cancel_requested' }
 
 -- Ends a run: status index, finish time, retention, idempotency key window, completion message,
 -- and the parent waiting on it (if any) goes back to its queue to replay.

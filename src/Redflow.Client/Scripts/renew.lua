@@ -14,7 +14,7 @@ for i = 2, #ARGV, 2 do
   if held then
     redis.call('HSET', k_run(id), 'lease_until', deadline)
     redis.call('ZADD', k_leases(r[3]), deadline, id)
-    out[#out + 1] = redis.call('HEXISTS', k_run(id), 'cancel_requested') == 1 and 2 or 1
+    out[#out + 1] = r[12] and 2 or 1 -- cancel_requested
   else
     out[#out + 1] = 0
   end

@@ -46,6 +46,35 @@ public sealed class InspectionTests : WorkerTest
     }
 
     [Fact]
+    public async Task Running_runs_are_listed_and_counted_from_their_workflows_running_sets()
+    {
+        var started = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var hold = Workflows.Define<Order, int>("hold-list", async ctx =>
+        {
+            started.TrySetResult();
+            await release.Task.WaitAsync(ctx.CancellationToken);
+            return 1;
+        }, new WorkflowOptions { MaxConcurrency = 5 });
+        await StartWorkerAsync(hold, Echo("other-list"));
+        await (await Client.EmitWorkflowAsync(Echo("other-list"), new Order("done", 1))).ResultAsync(Generous);
+        var handle = await Client.EmitWorkflowAsync(hold, new Order("x", 1));
+        await started.Task.WaitAsync(Generous);
+
+        Assert.Equal(handle.RunId, Assert.Single(await Client.ListRunsAsync(new ListRunsParams { Status = RunStatus.Running })).Id);
+        Assert.Equal(handle.RunId, Assert.Single(await Client.ListRunsAsync(new ListRunsParams { Workflow = "hold-list", Status = RunStatus.Running })).Id);
+        Assert.Empty(await Client.ListRunsAsync(new ListRunsParams { Status = RunStatus.Running, Offset = 1 }));
+        Assert.Empty(await Client.ListRunsAsync(new ListRunsParams { Status = RunStatus.Running, Before = (await Client.GetRunAsync(handle.RunId))!.CreatedAt }));
+        Assert.Equal(1, (await Client.GetWorkflowMetaAsync("hold-list"))!.RunCounts[RunStatus.Running]);
+        Assert.Equal(1, (await Client.GetStatsAsync()).RunCounts[RunStatus.Running]);
+
+        release.SetResult();
+        await handle.ResultAsync(Generous);
+        Assert.Empty(await Client.ListRunsAsync(new ListRunsParams { Status = RunStatus.Running }));
+        Assert.Equal(0, (await Client.GetStatsAsync()).RunCounts[RunStatus.Running]);
+    }
+
+    [Fact]
     public async Task Workflow_meta_and_stats_show_options_workers_counts_and_counters()
     {
         var a = Echo("meta-a");

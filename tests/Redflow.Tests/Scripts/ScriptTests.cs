@@ -34,6 +34,7 @@ public sealed class ScriptTests
         var n = 0;
         foreach (var s in Enum.GetValues<RunStatus>())
             if (await Db.SortedSetScoreAsync(K.WorkflowStatus("wf", s), id) is not null) n++;
+        if (await Db.SetContainsAsync(K.Running("wf"), id)) n++; // running runs are indexed by the running set
         return n;
     }
 
