@@ -30,7 +30,7 @@ internal sealed class RunSuspendedException(string runId, string childRunId)
 /// the exception type. It is never restarted (a restart would leave the old handler running beside a new
 /// one); if it faults, its supervisor stops it and <see cref="PostStop"/> hands the run back.
 /// </summary>
-internal sealed class RunActor : ReceiveActor, IWithTimers
+internal sealed class RunActor : UntypedActor, IWithTimers
 {
     private sealed record HandlerSucceeded(string Output);
     private sealed record HandlerFailed(Exception Error);
@@ -72,44 +72,49 @@ internal sealed class RunActor : ReceiveActor, IWithTimers
         _onFailure = onFailure;
         _cache = new Dictionary<string, string>(run.CachedSteps, StringComparer.Ordinal);
         _localDeadline = WorkerContext.After(claimSentAt, ctx.Options.Lease);
-
-        Receive<RunStep>(OnRunStep);
-        Receive<StepRecorded>(m => _cache[m.Name] = m.Output);
-        Receive<StepFailed>(m => _failedStep = m);
-        Receive<HandlerSucceeded>(OnHandlerSucceeded);
-        Receive<HandlerFailed>(m => OnHandlerFailed(StepActor.Unwrap(m.Error)));
-        Receive<LeaseRenewed>(m =>
-        {
-            _localDeadline = Math.Max(_localDeadline, m.LocalDeadline);
-            ScheduleFenceCheck();
-        });
-        Receive<FenceCheck>(_ => CheckFence());
-        Receive<LeaseLost>(_ => OnLeaseLost());
-        Receive<RunSuspended>(_ =>
-        {
-            // Waiting on a child: the script released the lease; this attempt's handler ends here, nothing more to record.
-            _activity?.SetTag("redflow.outcome", "suspended");
-            _stop.Request(StopReason.LeaseLost);
-            _suspended = true;
-            Finish();
-        });
-        Receive<CancelRequested>(_ =>
-        {
-            if (_stop.Request(StopReason.CancelRequested)) _log.Info("Run {0}: cancel requested, handler token canceled", _run.Id);
-        });
-        Receive<StopRun>(m =>
-        {
-            _stop.Request(m.Reason);
-            // A handler that ignores its token is not waited for forever: the run is handed back.
-            Timers.StartSingleTimer("stop-wait", new HandBackNow(), StopWait);
-        });
-        Receive<HandBackNow>(_ => Record("hand back", () => _ctx.Store.HandBackAsync(_run.Id, _run.Token, TimeSpan.Zero)));
-        Receive<OutcomeWritten>(OnOutcomeWritten);
-        Receive<OutcomeFailed>(OnOutcomeFailed);
-        Receive<RetryOutcome>(_ => WriteOutcome());
     }
 
     public ITimerScheduler Timers { get; set; } = null!;
+
+    // One switch instead of ReceiveActor's handler table: this actor is created once per run, and building
+    // the table is a measurable part of a run's cost on the worker.
+    protected override void OnReceive(object message)
+    {
+        switch (message)
+        {
+            case RunStep m: OnRunStep(m); break;
+            case StepRecorded m: _cache[m.Name] = m.Output; break;
+            case StepFailed m: _failedStep = m; break;
+            case HandlerSucceeded m: OnHandlerSucceeded(m); break;
+            case HandlerFailed m: OnHandlerFailed(StepActor.Unwrap(m.Error)); break;
+            case LeaseRenewed m:
+                _localDeadline = Math.Max(_localDeadline, m.LocalDeadline);
+                ScheduleFenceCheck();
+                break;
+            case FenceCheck: CheckFence(); break;
+            case LeaseLost: OnLeaseLost(); break;
+            case RunSuspended:
+                // Waiting on a child: the script released the lease; this attempt's handler ends here, nothing more to record.
+                _activity?.SetTag("redflow.outcome", "suspended");
+                _stop.Request(StopReason.LeaseLost);
+                _suspended = true;
+                Finish();
+                break;
+            case CancelRequested:
+                if (_stop.Request(StopReason.CancelRequested)) _log.Info("Run {0}: cancel requested, handler token canceled", _run.Id);
+                break;
+            case StopRun m:
+                _stop.Request(m.Reason);
+                // A handler that ignores its token is not waited for forever: the run is handed back.
+                Timers.StartSingleTimer("stop-wait", new HandBackNow(), StopWait);
+                break;
+            case HandBackNow: Record("hand back", () => _ctx.Store.HandBackAsync(_run.Id, _run.Token, TimeSpan.Zero)); break;
+            case OutcomeWritten m: OnOutcomeWritten(m); break;
+            case OutcomeFailed m: OnOutcomeFailed(m); break;
+            case RetryOutcome: WriteOutcome(); break;
+            default: Unhandled(message); break;
+        }
+    }
 
     /// <summary>Step actors own no handler; one that faults is stopped (its handler call fails, see StepActor.PostStop).</summary>
     protected override SupervisorStrategy SupervisorStrategy() => new OneForOneStrategy(_ => Directive.Stop);
@@ -127,7 +132,7 @@ internal sealed class RunActor : ReceiveActor, IWithTimers
         ActivityContext.TryParse(_run.TraceParent, null, isRemote: true, out var parent);
         _activity = RedflowTelemetry.Source.StartActivity("redflow.run", ActivityKind.Consumer, parent,
             RedflowTelemetry.RunTags(_run.Id, _run.Workflow, _run.Queue, _run.Attempt));
-        using (_ctx.Logger.BeginScope(new Dictionary<string, object> { ["RunId"] = _run.Id, ["Workflow"] = _run.Workflow, ["Attempt"] = _run.Attempt }))
+        using (_ctx.LogScope(_run))
         {
             // The handler runs as a task off the actor's thread; its outcome comes back as a message.
             Task.Run(() => _definition.ExecuteAsync(_run.Input, scope))

@@ -20,7 +20,7 @@ internal sealed record StepFailed(string Name, Exception Error, TimeSpan Ran);
 /// recording is retried in place with backoff for as long as the run's token stands; a fenced write
 /// means the lease is gone, and the RunActor is told.
 /// </summary>
-internal sealed class StepActor : ReceiveActor, IWithTimers
+internal sealed class StepActor : UntypedActor, IWithTimers
 {
     private sealed record FunctionDone(string Output);
     private sealed record FunctionFailed(Exception Error);
@@ -44,20 +44,29 @@ internal sealed class StepActor : ReceiveActor, IWithTimers
         _run = run;
         _step = step;
         _runToken = runToken;
-        Receive<FunctionDone>(OnFunctionDone);
-        Receive<FunctionFailed>(m => Fail(Unwrap(m.Error)));
-        Receive<Recorded>(OnRecorded);
-        Receive<RecordFailed>(OnRecordFailed);
-        Receive<RetryRecord>(_ => Record());
     }
 
     public ITimerScheduler Timers { get; set; } = null!;
+
+    // A switch, not ReceiveActor's handler table: one of these is created per step call.
+    protected override void OnReceive(object message)
+    {
+        switch (message)
+        {
+            case FunctionDone m: OnFunctionDone(m); break;
+            case FunctionFailed m: Fail(Unwrap(m.Error)); break;
+            case Recorded m: OnRecorded(m); break;
+            case RecordFailed m: OnRecordFailed(m); break;
+            case RetryRecord: Record(); break;
+            default: Unhandled(message); break;
+        }
+    }
 
     protected override void PreStart()
     {
         // Task.Run: a step function that blocks synchronously must not block this actor's thread. Inside it, the
         // step's span is the current activity and the log scope names the run and the step.
-        using (_ctx.Logger.BeginScope(new Dictionary<string, object> { ["RunId"] = _run.Id, ["Workflow"] = _run.Workflow, ["Step"] = _step.Name }))
+        using (_ctx.LogScope(_run, _step.Name))
         {
             Task.Run(() =>
                 {

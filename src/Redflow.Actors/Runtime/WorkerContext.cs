@@ -10,6 +10,15 @@ internal sealed record WorkerContext(StartWorkerOptions Options, RedisStore Stor
     public Microsoft.Extensions.Logging.ILogger Logger { get; } =
         (Options.LoggerFactory ?? Microsoft.Extensions.Logging.Abstractions.NullLoggerFactory.Instance).CreateLogger("Redflow.Run");
 
+    /// <summary>A log scope naming the run (and the step, if any), or none when the worker's logger logs nothing.</summary>
+    public IDisposable? LogScope(ClaimedRun run, string? step = null)
+    {
+        if (!Logger.IsEnabled(Microsoft.Extensions.Logging.LogLevel.Critical)) return null;
+        var scope = new Dictionary<string, object> { ["RunId"] = run.Id, ["Workflow"] = run.Workflow, ["Attempt"] = run.Attempt };
+        if (step is not null) scope["Step"] = step;
+        return Logger.BeginScope(scope);
+    }
+
     /// <summary>Set once the worker is stopping: RunActors then stop claiming a next run as they complete.</summary>
     public WorkerLifecycle Lifecycle { get; } = new();
 
