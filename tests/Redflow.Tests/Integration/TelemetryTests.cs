@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Diagnostics.Metrics;
+using Microsoft.Extensions.Logging;
 
 namespace Redflow.Tests.Integration;
 
@@ -75,5 +76,56 @@ public sealed class TelemetryTests : WorkerTest
         foreach (var tag in tags)
             if (tag.Key == "redflow.workflow") return tag.Value as string;
         return null;
+    }
+
+    [Fact]
+    public async Task Logs_written_inside_a_handler_and_a_step_carry_the_run_and_step_in_their_scope()
+    {
+        var provider = new ScopeCapture();
+        using var factory = Microsoft.Extensions.Logging.LoggerFactory.Create(b => b.AddProvider(provider));
+        var log = factory.CreateLogger("handler");
+        var workflow = Workflows.Define<Order, int>("scoped", async ctx =>
+        {
+            Microsoft.Extensions.Logging.LoggerExtensions.LogInformation(log, "in handler");
+            return await ctx.Step.RunAsync("s", ct =>
+            {
+                Microsoft.Extensions.Logging.LoggerExtensions.LogInformation(log, "in step");
+                return Task.FromResult(1);
+            });
+        }, new WorkflowOptions { MaxConcurrency = 5 });
+        await StartWorkerAsync(new StartWorkerOptions { Workflows = [workflow], LoggerFactory = factory });
+        var handle = await Client.EmitWorkflowAsync(workflow, new Order("x", 1));
+        await handle.ResultAsync(Generous);
+        var handler = Assert.Single(provider.Entries, e => e.Message == "in handler");
+        Assert.Equal(handle.RunId, handler.Scope["RunId"]);
+        Assert.Equal("scoped", handler.Scope["Workflow"]);
+        var step = Assert.Single(provider.Entries, e => e.Message == "in step");
+        Assert.Equal(("s", handle.RunId), (step.Scope["Step"], step.Scope["RunId"]));
+    }
+
+    /// <summary>Records each log entry with the key/value pairs of the scopes around it.</summary>
+    private sealed class ScopeCapture : Microsoft.Extensions.Logging.ILoggerProvider, Microsoft.Extensions.Logging.ISupportExternalScope
+    {
+        private Microsoft.Extensions.Logging.IExternalScopeProvider _scopes = new Microsoft.Extensions.Logging.LoggerExternalScopeProvider();
+        public ConcurrentQueue<(string Message, Dictionary<string, object?> Scope)> Entries { get; } = new();
+        public Microsoft.Extensions.Logging.ILogger CreateLogger(string categoryName) => new Logger(this);
+        public void SetScopeProvider(Microsoft.Extensions.Logging.IExternalScopeProvider scopeProvider) => _scopes = scopeProvider;
+        public void Dispose() { }
+
+        private sealed class Logger(ScopeCapture owner) : Microsoft.Extensions.Logging.ILogger
+        {
+            public IDisposable? BeginScope<TState>(TState state) where TState : notnull => owner._scopes.Push(state);
+            public bool IsEnabled(Microsoft.Extensions.Logging.LogLevel logLevel) => true;
+            public void Log<TState>(Microsoft.Extensions.Logging.LogLevel logLevel, Microsoft.Extensions.Logging.EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
+            {
+                var scope = new Dictionary<string, object?>();
+                owner._scopes.ForEachScope((s, d) =>
+                {
+                    if (s is IEnumerable<KeyValuePair<string, object>> pairs)
+                        foreach (var (k, v) in pairs) d[k] = v;
+                }, scope);
+                owner.Entries.Enqueue((formatter(state, exception), scope));
+            }
+        }
     }
 }
