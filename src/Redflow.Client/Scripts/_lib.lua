@@ -42,6 +42,19 @@ end
 
 local TERMINAL = { succeeded = true, failed = true, canceled = true }
 
+-- A workflow's retention and concurrency cap, read once per script call (no script changes them but register):
+-- completing a run and claiming the next one of the same workflow reads its meta once.
+local WF_SETTINGS = {}
+local function wf_settings(wf)
+  local s = WF_SETTINGS[wf]
+  if not s then
+    local v = redis.call('HMGET', k_wf(wf), 'retention_ms', 'max_concurrency')
+    s = { retention = tonumber(v[1] or '604800000'), cap = tonumber(v[2] or '1') }
+    WF_SETTINGS[wf] = s
+  end
+  return s
+end
+
 -- Moves a run between its workflow's status indexes. from may be false for a new run. The indexes are per
 -- workflow only: a listing across workflows merges them (RedisStore.Reads.cs), so a transition costs two
 -- commands, not four. Running runs have no sorted index: the workflow's running set (k_running, the
@@ -101,7 +114,7 @@ local function finish(id, status, now, extra, r)
   local run = k_run(id)
   r = r or redis.call('HMGET', run, unpack(RUN_FIELDS))
   local wf = r[4]
-  local retention = tonumber(redis.call('HGET', k_wf(wf), 'retention_ms') or '604800000')
+  local retention = wf_settings(wf).retention
   redis.call('HSET', run, 'status', status, 'finished_at', now, unpack(extra or {}))
   move_status(id, wf, r[1], status, tonumber(r[5]))
   redis.call('ZADD', K_FINISHED, now + retention, id)
@@ -210,7 +223,7 @@ local function claim_from(q, max, worker, lease_ms, now, out)
     local head = redis.call('LRANGE', ring, 0, 1) -- the next workflow, and whether another one follows
     local wf = head[1]
     if not wf then break end
-    local cap = tonumber(redis.call('HGET', k_wf(wf), 'max_concurrency') or '1')
+    local cap = wf_settings(wf).cap
     if redis.call('SCARD', k_running(wf)) >= cap then
       idle = idle + 1
       if idle >= redis.call('LLEN', ring) then break end

@@ -22,7 +22,7 @@ for i = 7, #ARGV, 2 do
   local instant, id = tonumber(ARGV[i]), ARGV[i + 1]
   if instant > last then
     local key = 'cron:' .. trigger .. ':' .. instant
-    local cap = tonumber(redis.call('HGET', k_wf(wf), 'max_concurrency') or '1')
+    local cap = wf_settings(wf).cap
     if id == '' then
       -- handled without a run
     elseif redis.call('EXISTS', k_idem(wf, key)) == 1 or redis.call('EXISTS', k_run(id)) == 1 then
