@@ -52,9 +52,11 @@ metric = {'throughput_nostep': 'runs_per_s', 'throughput_1step': 'runs_per_s', '
 print(f"{'workload':<18} {'metric':<20} {'redflow':>10} {'bullmq':>10} {'hangfire':>10} {'vs bullmq':>10} {'vs hangfire':>12}")
 for workload, systems in rows.items():
     keys = [metric.get(workload)] + (['p99_ms'] if workload == 'latency' else []) + (['round_trips'] if 'round_trips' in systems.get('redflow', {}) else [])
+    # Where the time goes, per run: CPU of the worker process and of redis-server, and commands Redis ran.
+    keys += [k for k in ('worker_cpu_us', 'redis_cpu_us', 'redis_commands') if k in systems.get('redflow', {})]
     for key in keys:
         v = {s: float(systems[s][key]) if key in systems.get(s, {}) else None for s in ('redflow', 'bullmq', 'hangfire')}
-        lower_is_better = key.endswith('_ms') or key == 'round_trips' or key.endswith('_mb')
+        lower_is_better = key.endswith('_ms') or key.endswith('_us') or key in ('round_trips', 'redis_commands') or key.endswith('_mb')
         def ratio(peer):
             if v['redflow'] is None or v[peer] is None or v['redflow'] == 0: return '-'
             r = v[peer] / v['redflow'] if lower_is_better else v['redflow'] / v[peer]

@@ -416,7 +416,10 @@ internal sealed class FaultHarness : IAsyncDisposable
         if (ledger.Malformed > 0) _report.Notes.Add($"{ledger.Malformed} malformed ledger lines");
         _report.Count("max fault-capped running (sampled)", _maxCappedRunning);
 
-        var ids = (await db.SortedSetRangeByRankAsync($"{{{_prefix}}}:runs")).Select(v => (string)v!).ToList();
+        // Every run, from each workflow's index of all its runs.
+        var ids = new List<string>();
+        foreach (var wf in await db.SetMembersAsync($"{{{_prefix}}}:workflows"))
+            ids.AddRange((await db.SortedSetRangeByRankAsync($"{{{_prefix}}}:wfruns:{wf}")).Select(v => (string)v!));
         var runs = new Dictionary<string, RunRecord>(StringComparer.Ordinal);
         var steps = new Dictionary<string, IReadOnlyList<StepRecord>>(StringComparer.Ordinal);
         foreach (var id in ids)

@@ -57,7 +57,8 @@ public sealed class FaultTests(ITestOutputHelper output)
                 var db = raw.GetDatabase();
                 var info = (string)(await db.ExecuteAsync("INFO", "memory"))!;
                 var used = long.Parse(info.Split('\n').First(l => l.StartsWith("used_memory:", StringComparison.Ordinal))[12..].Trim(), CultureInfo.InvariantCulture);
-                var runs = await db.SortedSetLengthAsync("{soak}:runs");
+                long runs = 0;
+                foreach (var wf in await db.SetMembersAsync("{soak}:workflows")) runs += await db.SortedSetLengthAsync("{soak}:wfruns:" + wf);
                 var succeeded = (long?)await db.HashGetAsync("{soak}:counters", "succeeded") ?? 0;
                 var mem = worker.Memory.LastOrDefault();
                 samples.Add((clock.Elapsed, mem.Heap, mem.WorkingSet, used, runs, succeeded));

@@ -212,7 +212,9 @@ public sealed class FailoverTests(ITestOutputHelper output)
             var status = (string?)await db.HashGetAsync(tag + "run:" + id, "status");
             if (status != inIndexes[0]) violations.Add($"run {id}: record says {status}, index says {inIndexes[0]}");
         }
-        var allRuns = (await db.SortedSetRangeByRankAsync(tag + "runs")).Select(v => (string)v!).ToHashSet();
+        var allRuns = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var wf in await db.SetMembersAsync(tag + "workflows"))
+            allRuns.UnionWith((await db.SortedSetRangeByRankAsync(tag + "wfruns:" + wf)).Select(v => (string)v!));
         foreach (var id in allRuns.Where(id => !membership.ContainsKey(id))) violations.Add($"run {id} is in no status index");
         var stuck = await db.SortedSetLengthAsync(tag + "leases:default") + await db.SetLengthAsync(tag + "running:pay") + await db.ListLengthAsync(tag + "ready:default:pay");
         if (stuck != 0) violations.Add($"{stuck} entries left in leases/running/ready after every run finished");
