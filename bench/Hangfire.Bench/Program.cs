@@ -21,9 +21,10 @@ GlobalConfiguration.Configuration.UseLogProvider(new NoLogs());
 var n = quick ? 5_000 : 20_000;
 var client = new BackgroundJobClient();
 // Like the other systems, an unmeasured warm-up batch first (JIT warm), then the measured one.
-for (var i = 0; i < 3_000; i++) client.Enqueue(() => Jobs.Noop(0));
+var warmUp = quick ? 5_000 : 20_000;
+for (var i = 0; i < warmUp; i++) client.Enqueue(() => Jobs.Noop(0));
 using (new BackgroundJobServer(new BackgroundJobServerOptions { WorkerCount = 64, SchedulePollingInterval = TimeSpan.FromMilliseconds(100) }))
-    while (Jobs.Done < 3_000) await Task.Delay(5);
+    while (Jobs.Done < warmUp) await Task.Delay(5);
 Jobs.Done = 0;
 for (var i = 0; i < n; i++) client.Enqueue(() => Jobs.Noop(0));
 var before = Calls();

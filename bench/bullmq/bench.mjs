@@ -37,7 +37,7 @@ async function allCommands() {
 
 // Like the other systems, an unmeasured warm-up batch first (JIT warm), then the measured one.
 async function throughput(n) {
-  await throughputOnce(3000, false);
+  await throughputOnce(quick ? 5000 : 20000, false);
   await throughputOnce(n, true);
 }
 
