@@ -40,6 +40,10 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
+-- A whole number as the string Redis stores. Handing redis.call a Lua number makes Redis 7.0 format it with
+-- "%.17g", which costs several times more than this; hot paths pass strings.
+local function int(n) return string.format('%d', n) end
+
 local TERMINAL = { succeeded = true, failed = true, canceled = true }
 
 -- A workflow's retention and concurrency cap, read once per script call (no script changes them but register):
@@ -89,14 +93,15 @@ local function release(id, q, wf, quiet)
   return false
 end
 
--- Puts a run back to queued (now) or scheduled (later).
-local function requeue(id, q, wf, from, created, available, now, front)
+-- Puts a run back to queued (now) or scheduled (later). extra: more field/value pairs for the run record,
+-- written in the same HSET (a new run's fields, for one).
+local function requeue(id, q, wf, from, created, available, now, front, extra)
   if available > now then
-    redis.call('HSET', k_run(id), 'status', 'scheduled', 'available_at', available)
-    redis.call('ZADD', k_scheduled(q), available, id)
+    redis.call('HSET', k_run(id), 'status', 'scheduled', 'available_at', int(available), unpack(extra or {}))
+    redis.call('ZADD', k_scheduled(q), int(available), id)
     move_status(id, wf, from, 'scheduled', created)
   else
-    redis.call('HSET', k_run(id), 'status', 'queued', 'available_at', now)
+    redis.call('HSET', k_run(id), 'status', 'queued', 'available_at', int(now), unpack(extra or {}))
     push_ready(id, q, wf, front)
     move_status(id, wf, from, 'queued', created)
   end
@@ -115,10 +120,10 @@ local function finish(id, status, now, extra, r)
   r = r or redis.call('HMGET', run, unpack(RUN_FIELDS))
   local wf = r[4]
   local retention = wf_settings(wf).retention
-  redis.call('HSET', run, 'status', status, 'finished_at', now, unpack(extra or {}))
-  move_status(id, wf, r[1], status, tonumber(r[5]))
-  redis.call('ZADD', K_FINISHED, now + retention, id)
-  redis.call('HINCRBY', K_COUNTERS, status, 1)
+  redis.call('HSET', run, 'status', status, 'finished_at', int(now), unpack(extra or {}))
+  move_status(id, wf, r[1], status, r[5])
+  redis.call('ZADD', K_FINISHED, int(now + retention), id)
+  redis.call('HINCRBY', K_COUNTERS, status, '1')
   if r[9] and r[9] ~= '' then
     redis.call('PEXPIRE', k_idem(wf, r[9]), tonumber(r[10] or '86400000'))
   end
@@ -184,15 +189,15 @@ end
 -- Creates a run once (queued now, or scheduled for later) and its idempotency key. The caller checked that
 -- neither the id nor the key exists. Used by emit and by the cron tick.
 local function create_run(id, wf, input, q, max_attempts, available, now, key, key_ttl, parent, rerun_of, traceparent)
-  redis.call('HSET', k_run(id), 'id', id, 'workflow', wf, 'queue', q, 'input', input, 'attempt', 1,
-    'max_attempts', max_attempts, 'created_at', now, 'resumes', 0, 'stalls', 0,
-    'parent_run_id', parent, 'idempotency_key', key, 'idem_ttl_ms', key_ttl, 'rerun_of', rerun_of,
-    'traceparent', traceparent or '')
+  local created = int(now)
   if key ~= '' then redis.call('SET', k_idem(wf, key), id) end
-  redis.call('ZADD', k_wf_runs(wf), now, id)
-  if parent ~= '' then redis.call('ZADD', k_children(parent), now, id) end
+  redis.call('ZADD', k_wf_runs(wf), created, id)
+  if parent ~= '' then redis.call('ZADD', k_children(parent), created, id) end
   redis.call('SADD', K_QUEUES, q)
-  requeue(id, q, wf, false, now, available, now, false)
+  requeue(id, q, wf, false, created, available, now, false, { 'id', id, 'workflow', wf, 'queue', q, 'input', input,
+    'attempt', '1', 'max_attempts', max_attempts, 'created_at', created, 'resumes', '0', 'stalls', '0',
+    'parent_run_id', parent, 'idempotency_key', key, 'idem_ttl_ms', key_ttl, 'rerun_of', rerun_of,
+    'traceparent', traceparent or '' })
 end
 
 -- A new fencing token: the counter, but never below the Redis clock in microseconds. A failover that loses the
@@ -206,9 +211,9 @@ local function next_token(now)
   local floor = now * 1000
   if t <= floor - 100000 then
     t = floor + 1
-    redis.call('SET', K_TOKEN, string.format('%.0f', t))
+    redis.call('SET', K_TOKEN, int(t))
   end
-  return string.format('%.0f', t)
+  return int(t)
 end
 
 -- Leases up to max ready runs of queue q to a worker, appending them to out: round-robin over the queue's
@@ -233,16 +238,16 @@ local function claim_from(q, max, worker, lease_ms, now, out)
       if id then
         local run = k_run(id)
         local token = next_token(now)
-        local deadline = now + lease_ms
+        local deadline = int(now + lease_ms)
         local r = redis.call('HMGET', run, 'created_at', 'started_at', 'input', 'attempt', 'max_attempts', 'resumes', 'traceparent')
-        redis.call('HSET', run, 'status', 'running', 'token', token, 'worker', worker, 'lease_until', deadline, 'started_at', r[2] or now)
+        redis.call('HSET', run, 'status', 'running', 'token', token, 'worker', worker, 'lease_until', deadline, 'started_at', r[2] or int(now))
         redis.call('ZADD', k_leases(q), deadline, id)
         redis.call('SADD', k_running(wf), id)
-        move_status(id, wf, 'queued', 'running', tonumber(r[1]))
-        redis.call('HINCRBY', K_COUNTERS, 'started', 1)
+        move_status(id, wf, 'queued', 'running', r[1])
+        redis.call('HINCRBY', K_COUNTERS, 'started', '1')
         -- Steps are recorded only under a lease, so a run never started before has none to read.
         local steps = r[2] and redis.call('HGETALL', k_steps(id)) or {}
-        out[#out + 1] = { id, token, tostring(deadline), wf, r[3], r[4], r[5], r[6], q, steps, r[7] or '', r[1] }
+        out[#out + 1] = { id, token, deadline, wf, r[3], r[4], r[5], r[6], q, steps, r[7] or '', r[1] }
         idle = 0
       end
       if redis.call('LLEN', k_ready(q, wf)) == 0 then
