@@ -225,7 +225,7 @@ local function claim_from(q, max, worker, lease_ms, now, out)
   local wanted = #out + max
   local idle = 0 -- workflows passed over in a row without a claim; a full round of them ends the loop
   while #out < wanted do
-    local head = redis.call('LRANGE', ring, 0, 1) -- the next workflow, and whether another one follows
+    local head = redis.call('LRANGE', ring, '0', '1') -- the next workflow, and whether another one follows
     local wf = head[1]
     if not wf then break end
     local cap = wf_settings(wf).cap
