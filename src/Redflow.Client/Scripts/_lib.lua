@@ -83,14 +83,20 @@ end
 -- Releases a running run's lease and concurrency slot. Its token stays as the last holder's, so a
 -- repeated terminal call by that holder is recognised; every write still requires status 'running'.
 -- When runs of the workflow wait, the freed slot may unblock runs capped by MaxConcurrency: the doorbell
--- rings, unless quiet (the caller claims with the slot itself, or rings later); returns whether runs wait.
+-- rings. Unless quiet: then the caller rings (ring_if_waiting) if it does not use the slot itself, and this
+-- returns whether a slot was freed.
 local function release(id, q, wf, quiet)
   redis.call('ZREM', k_leases(q), id)
-  if redis.call('SREM', k_running(wf), id) == 1 and redis.call('LLEN', k_ready(q, wf)) > 0 then
-    if not quiet then redis.call('PUBLISH', K_DOORBELL, q) end
-    return true
+  local freed = redis.call('SREM', k_running(wf), id) == 1
+  if freed and not quiet and redis.call('LLEN', k_ready(q, wf)) > 0 then
+    redis.call('PUBLISH', K_DOORBELL, q)
   end
-  return false
+  return freed
+end
+
+-- Rings the doorbell of queue q if runs of wf wait there (a slot of wf was freed and not used by the caller).
+local function ring_if_waiting(q, wf)
+  if redis.call('LLEN', k_ready(q, wf)) > 0 then redis.call('PUBLISH', K_DOORBELL, q) end
 end
 
 -- Puts a run back to queued (now) or scheduled (later). extra: more field/value pairs for the run record,

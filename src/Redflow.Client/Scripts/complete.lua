@@ -22,7 +22,7 @@ if not held then
   end
   return { 'fenced', r[1] or 'missing' }
 end
-local runs_wait = release(id, r[3], r[4], true)
+local freed = release(id, r[3], r[4], true)
 local now = now_ms()
 -- The freed slot takes the next ready run first (the release made room under the cap); the run's record
 -- keeps which run that was, for a repeat of this call.
@@ -38,6 +38,6 @@ if #next_runs > 0 then
   extra[3], extra[4], extra[5], extra[6] = 'next_run', next_runs[1][1], 'next_token', next_runs[1][2]
 end
 finish(id, 'succeeded', now, extra, r)
--- Runs of the workflow wait and the slot did not go to one of them here: another worker may take it.
-if runs_wait and #next_runs == 0 then redis.call('PUBLISH', K_DOORBELL, r[3]) end
+-- The slot was not used here: if runs of the workflow wait, another worker may take it.
+if freed and #next_runs == 0 then ring_if_waiting(r[3], r[4]) end
 return { 'ok', next_runs }
