@@ -215,10 +215,18 @@ public sealed class ControlTests : WorkerTest
     [Fact]
     public async Task G9_cancel_racing_completion_ends_in_exactly_one_terminal_state()
     {
-        var workflow = Workflows.Define<Order, int>("racy", async ctx => ctx.Input.Amount, new WorkflowOptions { MaxConcurrency = 50 });
+        // Every fourth run waits for a gate that opens only after the cancels are sent, so some cancels surely win
+        // (a fast worker could otherwise finish all 100 runs first); the others race their cancel freely.
+        var gate = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var workflow = Workflows.Define<Order, int>("racy", async ctx =>
+        {
+            if (ctx.Input.Amount % 4 == 0) await gate.Task.WaitAsync(ctx.CancellationToken);
+            return ctx.Input.Amount;
+        }, new WorkflowOptions { MaxConcurrency = 50 });
         await StartWorkerAsync(new StartWorkerOptions { Workflows = [workflow], Concurrency = 20 });
         var handles = await Task.WhenAll(Enumerable.Range(0, 100).Select(i => Client.EmitWorkflowAsync(workflow, new Order("x", i))));
         var cancels = await Task.WhenAll(handles.Select(h => Client.CancelRunAsync(h.RunId)));
+        gate.SetResult();
         var store = TestEnv.Store(Prefix);
         for (var i = 0; i < handles.Length; i++)
         {
@@ -233,7 +241,7 @@ public sealed class ControlTests : WorkerTest
             Assert.Equal(1, found);
         }
         RunHandle handle(int i) => handles[i];
-        Assert.Contains(true, cancels);
+        Assert.All(Enumerable.Range(0, 100).Where(i => i % 4 == 0), i => Assert.True(cancels[i], $"the cancel of gated run {i} was accepted"));
     }
 
     [Fact]
