@@ -41,22 +41,19 @@ async Task Throughput(string? name, int steps, int n)
     await (await RedflowWorker.StartAsync(Options(prefix, [wf], 1))).StopAsync(); // registers the workflow
     for (var b = 0; b < n; b += 1000)
         await Task.WhenAll(Enumerable.Range(b, Math.Min(1000, n - b)).Select(_ => client.EmitWorkflowAsync("noop", null)));
-    var before = await ScriptCalls();
-    var (redisCpu, cpu, commands, scriptUs) = (await RedisCpuSeconds(), Process.GetCurrentProcess().TotalProcessorTime, await AllCommands(), await ScriptMicros());
-    var allocated = GC.GetTotalAllocatedBytes();
+    var before = await RedisSample();
+    var (cpu, allocated) = (Process.GetCurrentProcess().TotalProcessorTime, GC.GetTotalAllocatedBytes());
     var sw = Stopwatch.StartNew();
     await using var worker = await RedflowWorker.StartAsync(Options(prefix, [wf], 64));
     await WaitFor(prefix, "noop", "succeeded", n);
     var allocatedKb = (GC.GetTotalAllocatedBytes() - allocated) / 1024.0 / n;
     var el = sw.Elapsed;
-    var calls = (await ScriptCalls() - before) / (double)n + 1; // + the emit
     var workerUs = (Process.GetCurrentProcess().TotalProcessorTime - cpu).TotalMicroseconds / n;
-    var redisUs = (await RedisCpuSeconds() - redisCpu) * 1e6 / n;
-    var perRun = (await AllCommands() - commands) / (double)n;
-    var scriptsUs = (await ScriptMicros() - scriptUs) / n;
+    var after = await RedisSample();
     if (name is null) return;
-    Print(name, ("runs_per_s", n / el.TotalSeconds), ("runs", n), ("round_trips", calls),
-        ("worker_cpu_us", workerUs), ("worker_alloc_kb", allocatedKb), ("redis_cpu_us", redisUs), ("redis_commands", perRun), ("redis_script_us", scriptsUs));
+    Print(name, ("runs_per_s", n / el.TotalSeconds), ("runs", n), ("round_trips", (after.ScriptCalls - before.ScriptCalls) / (double)n + 1), // + the emit
+        ("worker_cpu_us", workerUs), ("worker_alloc_kb", allocatedKb), ("redis_cpu_us", (after.CpuSeconds - before.CpuSeconds) * 1e6 / n),
+        ("redis_commands", (after.Commands - before.Commands) / (double)n), ("redis_script_us", (after.ScriptMicros - before.ScriptMicros) / n));
 }
 
 async Task Latency(int rate, int seconds)
@@ -156,27 +153,18 @@ async Task WaitFor(string prefix, string workflow, string status, int n)
     while (await db.SortedSetLengthAsync($"{{{prefix}}}:wfstatus:{status}:{workflow}") < n) await Task.Delay(5);
 }
 
-async Task<long> ScriptCalls() =>
-    (await server.InfoAsync("commandstats")).SelectMany(g => g)
-        .Where(kv => kv.Key is "cmdstat_evalsha" or "cmdstat_eval")
-        .Sum(kv => long.Parse(kv.Value.Split(',')[0].Split('=')[1]));
-
-// Redis's own CPU (user + system), to tell a saturated server from a busy worker.
-async Task<double> RedisCpuSeconds() =>
-    (await server.InfoAsync("cpu")).SelectMany(g => g)
-        .Where(kv => kv.Key is "used_cpu_sys" or "used_cpu_user").Sum(kv => double.Parse(kv.Value, System.Globalization.CultureInfo.InvariantCulture));
-
-// Time Redis spent in scripts (EVALSHA/EVAL), microseconds.
-async Task<double> ScriptMicros() =>
-    (await server.InfoAsync("commandstats")).SelectMany(g => g)
-        .Where(kv => kv.Key is "cmdstat_evalsha" or "cmdstat_eval")
-        .Sum(kv => double.Parse(kv.Value.Split(',')[1].Split('=')[1], System.Globalization.CultureInfo.InvariantCulture));
-
-// Every command Redis ran, including those inside scripts.
-async Task<long> AllCommands() =>
-    (await server.InfoAsync("commandstats")).SelectMany(g => g)
-        .Where(kv => kv.Key is not ("cmdstat_info"))
-        .Sum(kv => long.Parse(kv.Value.Split(',')[0].Split('=')[1]));
+// Redis's counters, read before and after a workload: script calls and their time (EVALSHA/EVAL), every command
+// it ran (including those inside scripts), and its own CPU (user + system), to tell a saturated server from a busy
+// worker. A commandstats line reads "cmdstat_<name>: calls=N,usec=U,...".
+async Task<(long ScriptCalls, double ScriptMicros, long Commands, double CpuSeconds)> RedisSample()
+{
+    static double Field(string stat, int i) => double.Parse(stat.Split(',')[i].Split('=')[1], System.Globalization.CultureInfo.InvariantCulture);
+    var stats = (await server.InfoAsync("commandstats")).SelectMany(g => g).Where(kv => kv.Key != "cmdstat_info").ToList();
+    var scripts = stats.Where(kv => kv.Key is "cmdstat_evalsha" or "cmdstat_eval").ToList();
+    var cpu = (await server.InfoAsync("cpu")).SelectMany(g => g).Where(kv => kv.Key is "used_cpu_sys" or "used_cpu_user")
+        .Sum(kv => double.Parse(kv.Value, System.Globalization.CultureInfo.InvariantCulture));
+    return ((long)scripts.Sum(kv => Field(kv.Value, 0)), scripts.Sum(kv => Field(kv.Value, 1)), (long)stats.Sum(kv => Field(kv.Value, 0)), cpu);
+}
 
 static string Prefix() => "b" + Guid.NewGuid().ToString("N")[..8];
 

@@ -41,6 +41,7 @@ internal sealed class Keys
     public RedisKey Workers => Base + "workers";
     public RedisKey WorkersSeen => Base + "workers:seen";
     public RedisKey Counters => Base + "counters";
+    public RedisKey Token => Base + "token";
     public RedisChannel Doorbell => RedisChannel.Literal(Base + "doorbell");
     public RedisChannel Done => RedisChannel.Literal(Base + "done");
     public RedisChannel Cancel => RedisChannel.Literal(Base + "cancel");

@@ -80,6 +80,11 @@ local function push_ready(id, q, wf, front)
   end
 end
 
+-- Rings the doorbell of queue q if runs of wf wait there (a slot of wf was freed and not used by the caller).
+local function ring_if_waiting(q, wf)
+  if redis.call('LLEN', k_ready(q, wf)) > 0 then redis.call('PUBLISH', K_DOORBELL, q) end
+end
+
 -- Releases a running run's lease and concurrency slot. Its token stays as the last holder's, so a
 -- repeated terminal call by that holder is recognised; every write still requires status 'running'.
 -- When runs of the workflow wait, the freed slot may unblock runs capped by MaxConcurrency: the doorbell
@@ -88,15 +93,8 @@ end
 local function release(id, q, wf, quiet)
   redis.call('ZREM', k_leases(q), id)
   local freed = redis.call('SREM', k_running(wf), id) == 1
-  if freed and not quiet and redis.call('LLEN', k_ready(q, wf)) > 0 then
-    redis.call('PUBLISH', K_DOORBELL, q)
-  end
+  if freed and not quiet then ring_if_waiting(q, wf) end
   return freed
-end
-
--- Rings the doorbell of queue q if runs of wf wait there (a slot of wf was freed and not used by the caller).
-local function ring_if_waiting(q, wf)
-  if redis.call('LLEN', k_ready(q, wf)) > 0 then redis.call('PUBLISH', K_DOORBELL, q) end
 end
 
 -- Puts a run back to queued (now) or scheduled (later). extra: more field/value pairs for the run record,

@@ -13,7 +13,7 @@
   Returns {'ok', next runs} | {'done', next runs} (a repeat: the first call's next run, if it still holds it) |
   {'fenced', status} (next runs as claim.lua returns them: at most one)
 ]]
-local id, token, req = ARGV[1], ARGV[2], ARGV[4]
+local id, token, claim_next = ARGV[1], ARGV[2], ARGV[4] == '1'
 local r, held = holder(id, token)
 if not held then
   if r[1] == 'succeeded' and r[2] == token then
@@ -27,7 +27,7 @@ local now = now_ms()
 -- The freed slot takes the next ready run first (the release made room under the cap); the run's record
 -- keeps which run that was, for a repeat of this call.
 local next_runs = {}
-if req ~= '' then
+if claim_next then
   for i = 7, #ARGV do
     claim_from(ARGV[i], 1, ARGV[6], tonumber(ARGV[5]), now, next_runs)
     if #next_runs > 0 then break end

@@ -157,6 +157,21 @@ public sealed class ScriptTests
     }
 
     [Fact]
+    public async Task Tokens_are_floored_at_the_redis_clock_when_the_counter_rolled_back_and_keep_increasing()
+    {
+        await RegisterAsync();
+        await EmitAsync("run_a");
+        await EmitAsync("run_b");
+        await Db.StringSetAsync(K.Token, "5"); // a lossy failover rolled the counter back
+        var first = await ClaimOneAsync("r1");
+        var time = (RedisResult[])(await Db.ExecuteAsync("TIME"))!;
+        var nowUs = long.Parse((string)time[0]!) * 1_000_000 + long.Parse((string)time[1]!);
+        Assert.InRange(long.Parse(first.Token), nowUs - 5_000_000, nowUs + 1); // at the clock, not 6
+        var second = await ClaimOneAsync("r2");
+        Assert.True(long.Parse(second.Token) > long.Parse(first.Token));
+    }
+
+    [Fact]
     public async Task Complete_repeated_is_already_done_and_the_run_is_in_one_status_index()
     {
         await RegisterAsync();
@@ -334,13 +349,13 @@ public sealed class ScriptTests
     public async Task The_lua_key_layout_matches_the_key_builder()
     {
         var keys = (RedisResult[])(await Db.ScriptEvaluateAsync(ScriptLibrary.Library +
-            "\nreturn {k_run('x'), k_steps('x'), k_children('x'), k_ready('q','w'), k_ring('q'), k_scheduled('q'), k_leases('q'), k_running('w'), k_wf('w'), k_wf_workers('w'), k_wf_status('w','queued'), k_wf_runs('w'), k_idem('w','k'), K_FINISHED, K_ONFAILURE, K_WORKFLOWS, K_QUEUES, K_WORKERS, K_WORKERS_SEEN, K_COUNTERS, K_CANCELS, K_WAITS}",
+            "\nreturn {k_run('x'), k_steps('x'), k_children('x'), k_ready('q','w'), k_ring('q'), k_scheduled('q'), k_leases('q'), k_running('w'), k_wf('w'), k_wf_workers('w'), k_wf_status('w','queued'), k_wf_runs('w'), k_idem('w','k'), K_FINISHED, K_ONFAILURE, K_WORKFLOWS, K_QUEUES, K_WORKERS, K_WORKERS_SEEN, K_COUNTERS, K_CANCELS, K_WAITS, K_TOKEN}",
             [(RedisKey)K.Base]))!;
         RedisKey[] expected =
         [
             K.Run("x"), K.Steps("x"), K.Children("x"), K.Ready("q", "w"), K.Ring("q"), K.Scheduled("q"), K.Leases("q"), K.Running("w"),
             K.Workflow("w"), K.WorkflowWorkers("w"), K.WorkflowStatus("w", RunStatus.Queued), K.WorkflowRuns("w"),
-            K.Idempotency("w", "k"), K.Finished, K.OnFailure, K.WorkflowsSet, K.Queues, K.Workers, K.WorkersSeen, K.Counters, K.Cancels, K.Waits,
+            K.Idempotency("w", "k"), K.Finished, K.OnFailure, K.WorkflowsSet, K.Queues, K.Workers, K.WorkersSeen, K.Counters, K.Cancels, K.Waits, K.Token,
         ];
         Assert.Equal(expected.Select(k => (string)k!), keys.Select(k => (string)k!));
     }
