@@ -9,7 +9,7 @@ namespace Redflow;
 /// <see cref="Name"/>. Spans: <c>redflow.emit</c>, <c>redflow.run</c> (one per attempt, its parent the emitting
 /// code's span), <c>redflow.step</c>, <c>redflow.child.start</c> and <c>redflow.child.wait</c>. Instruments:
 /// <c>redflow.runs.started|succeeded|failed|canceled|retried</c>, <c>redflow.leases.taken_over</c>,
-/// <c>redflow.cron.fired|skipped</c>, histograms <c>redflow.step.duration</c> and <c>redflow.run.duration</c> (ms),
+/// <c>redflow.cron.fired|skipped</c>, <c>redflow.redis.disconnects|reconnects</c> (a worker lost Redis, or got it back), histograms <c>redflow.step.duration</c> and <c>redflow.run.duration</c> (ms),
 /// gauges <c>redflow.queue.depth</c> and <c>redflow.queue.running</c> (per queue, sampled every few seconds).
 /// </summary>
 public static class RedflowTelemetry
@@ -28,6 +28,8 @@ public static class RedflowTelemetry
     internal static readonly Counter<long> LeaseTakeovers = Meter.CreateCounter<long>("redflow.leases.taken_over", "{run}", "Runs taken back from a worker whose lease expired");
     internal static readonly Counter<long> CronFired = Meter.CreateCounter<long>("redflow.cron.fired", "{tick}", "Cron ticks that started a run");
     internal static readonly Counter<long> CronSkipped = Meter.CreateCounter<long>("redflow.cron.skipped", "{tick}", "Cron ticks skipped at MaxConcurrency");
+    internal static readonly Counter<long> RedisDisconnects = Meter.CreateCounter<long>("redflow.redis.disconnects", "{event}", "Times a worker lost Redis (its first failed call after a success)");
+    internal static readonly Counter<long> RedisReconnects = Meter.CreateCounter<long>("redflow.redis.reconnects", "{event}", "Times a worker got Redis back after losing it");
     internal static readonly Histogram<double> StepDuration = Meter.CreateHistogram<double>("redflow.step.duration", "ms", "Step function duration");
     internal static readonly Histogram<double> RunDuration = Meter.CreateHistogram<double>("redflow.run.duration", "ms", "Run attempt duration on a worker");
 

@@ -21,9 +21,10 @@ internal sealed class RedflowRuntime
     private readonly ILogger _logger;
     private int _stopped;
 
-    private RedflowRuntime(IActorRef worker, RedisHandle redis, ChannelMessageQueue[] subscriptions, StartWorkerOptions options, ILogger logger, string node)
+    private RedflowRuntime(IActorRef worker, RedisHandle redis, ChannelMessageQueue[] subscriptions, StartWorkerOptions options, ILogger logger, string node, WorkerHealth health)
     {
         Worker = worker;
+        Health = health;
         _redis = redis;
         _subscriptions = subscriptions;
         _options = options;
@@ -34,6 +35,9 @@ internal sealed class RedflowRuntime
     public IActorRef Worker { get; }
 
     public string Node { get; }
+
+    /// <summary>Redis reachability, pollers and lease renewal of this worker, for health checks.</summary>
+    public WorkerHealth Health { get; }
 
     public static async Task<RedflowRuntime> StartAsync(ActorSystem system, StartWorkerOptions options, CancellationToken cancellationToken)
     {
@@ -70,7 +74,7 @@ internal sealed class RedflowRuntime
             cancels.OnMessage(m => worker.Tell(new CancelRequested((string)m.Message!)));
             logger.LogInformation("Redflow worker {Node} ({App}) started: queues {Queues}, concurrency {Concurrency}, {Mode}",
                 node, options.App, string.Join(", ", options.EffectiveQueues), options.Concurrency, clustered ? "reaper and cron as cluster singletons" : "standalone");
-            return new RedflowRuntime(worker, redis, [doorbell, cancels], options, logger, node);
+            return new RedflowRuntime(worker, redis, [doorbell, cancels], options, logger, node, ctx.Health);
         }
         catch
         {

@@ -19,6 +19,10 @@ internal sealed record WorkerContext(StartWorkerOptions Options, RedisStore Stor
         return Logger.BeginScope(scope);
     }
 
+    /// <summary>Whether this worker reaches Redis, and when its pollers and lease renewal last worked (for health checks).</summary>
+    public WorkerHealth Health { get; } = new(
+        (Options.LoggerFactory ?? Microsoft.Extensions.Logging.Abstractions.NullLoggerFactory.Instance).CreateLogger("Redflow.Worker"), Node);
+
     /// <summary>Set once the worker is stopping: RunActors then stop claiming a next run as they complete.</summary>
     public WorkerLifecycle Lifecycle { get; } = new();
 
