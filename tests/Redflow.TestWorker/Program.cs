@@ -1,8 +1,10 @@
 // A worker process that tests start and kill (SIGKILL, SIGSTOP). Usage:
 //   Redflow.TestWorker <redis-url> <prefix> <ledger-file> [lease-ms] [step-two-sleep-ms]
+// With REDFLOW_TEST_LOG=1 the worker logs (Information and up) to stdout, one line an entry, so a test can count them.
 // Runs the "ledger" workflow: three steps that each append "<run> <step> <attempt> <pid> start|end" lines to the
 // ledger file (an independent record of what each step body did), the second of which sleeps as long as the
 // last argument says, so a test can kill the process mid-step. Prints "ready" once the worker has started.
+using Microsoft.Extensions.Logging;
 using Redflow;
 
 var url = args[0];
@@ -46,6 +48,7 @@ await using var worker = await RedflowWorker.StartAsync(new StartWorkerOptions
     ReaperInterval = TimeSpan.FromMilliseconds(200),
     BlmoveTimeout = TimeSpan.FromMilliseconds(200),
     Concurrency = 4,
+    LoggerFactory = Environment.GetEnvironmentVariable("REDFLOW_TEST_LOG") == "1" ? new StdoutLoggerFactory() : null,
 });
 Console.WriteLine("ready");
 Console.Out.Flush();
@@ -57,3 +60,19 @@ AppDomain.CurrentDomain.ProcessExit += (_, _) => stop.TrySetResult();
 _ = Task.Run(() => { Console.In.ReadToEnd(); stop.TrySetResult(); });
 await stop.Task;
 await worker.StopAsync();
+
+/// <summary>Writes every entry at Information and up to stdout as one line "level category: message".</summary>
+internal sealed class StdoutLoggerFactory : ILoggerFactory, ILogger
+{
+    public ILogger CreateLogger(string categoryName) => this;
+    public void AddProvider(ILoggerProvider provider) { }
+    public void Dispose() { }
+    public IDisposable? BeginScope<TState>(TState state) where TState : notnull => null;
+    public bool IsEnabled(LogLevel logLevel) => logLevel >= LogLevel.Information;
+
+    public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
+    {
+        if (!IsEnabled(logLevel)) return;
+        lock (this) Console.WriteLine($"{logLevel}: {formatter(state, exception)}{(exception is null ? "" : " | " + exception.GetType().Name)}");
+    }
+}

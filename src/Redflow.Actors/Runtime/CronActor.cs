@@ -9,12 +9,17 @@ namespace Redflow.Runtime;
 /// instant and the Redis clock, picks the due instants by the trigger's misfire policy, and fires them with the
 /// cron tick script: one run per (trigger, instant), whatever number of cron actors run at once; a tick is
 /// skipped when the workflow is at MaxConcurrency. Holds no state of its own. Runs once per cluster as a
-/// singleton (or locally when standalone), under a backoff supervisor.
+/// singleton (or locally when standalone), under a backoff supervisor that restarts it after a fault; a failed
+/// tick (Redis unreachable) is reported to the worker's health and retried with backoff.
 /// </summary>
 internal sealed class CronActor : ReceiveActor, IWithTimers
 {
     private sealed record Tick;
     private sealed record Ticked;
+    private sealed record TickFailed(Exception Error);
+
+    /// <summary>The periodic tick, and the single retry that replaces it while Redis fails.</summary>
+    private const string TickTimer = "tick";
 
     /// <summary>How often due triggers are checked.</summary>
     internal static readonly TimeSpan Interval = TimeSpan.FromMilliseconds(500);
@@ -26,6 +31,7 @@ internal sealed class CronActor : ReceiveActor, IWithTimers
     private readonly IReadOnlyList<(WorkflowDefinition Workflow, CronSchedule Schedule)> _triggers;
     private readonly ILoggingAdapter _log = Context.GetLogger();
     private bool _inFlight;
+    private int _failures;
 
     public CronActor(WorkerContext ctx)
     {
@@ -37,18 +43,29 @@ internal sealed class CronActor : ReceiveActor, IWithTimers
         {
             if (_inFlight) return;
             _inFlight = true;
-            TickAsync().PipeTo(Self, success: () => new Ticked());
+            TickAsync().PipeTo(Self, success: () => new Ticked(), failure: ex => new TickFailed(ex));
         });
-        Receive<Ticked>(_ => _inFlight = false);
-        // A failed tick (Redis unreachable) crashes the actor on purpose: its backoff supervisor restarts it later.
-        Receive<Status.Failure>(f => throw new CronFailedException(f.Cause));
+        Receive<Ticked>(_ =>
+        {
+            _inFlight = false;
+            _ctx.Health.RedisOk();
+            if (_failures == 0) return;
+            _failures = 0;
+            Timers.StartPeriodicTimer(TickTimer, new Tick(), Interval);
+        });
+        Receive<TickFailed>(m =>
+        {
+            _inFlight = false;
+            _ctx.Health.Failed("firing cron triggers", m.Error);
+            Timers.StartSingleTimer(TickTimer, new Tick(), Backoff.Delay(++_failures, Backoff.PollCap));
+        });
     }
 
     public ITimerScheduler Timers { get; set; } = null!;
 
     protected override void PreStart()
     {
-        if (_triggers.Count > 0) Timers.StartPeriodicTimer("tick", new Tick(), Interval);
+        if (_triggers.Count > 0) Timers.StartPeriodicTimer(TickTimer, new Tick(), Interval);
     }
 
     private async Task TickAsync()
@@ -99,6 +116,3 @@ internal sealed class CronActor : ReceiveActor, IWithTimers
             Props.Create(() => new CronActor(ctx)), "cron",
             TimeSpan.FromMilliseconds(200), TimeSpan.FromSeconds(10), 0.2, -1));
 }
-
-/// <summary>A cron tick failed; the cron actor restarts under backoff.</summary>
-internal sealed class CronFailedException(Exception inner) : Exception("The cron tick failed.", inner);

@@ -1,5 +1,4 @@
 using Akka.Actor;
-using Akka.Event;
 
 namespace Redflow.Runtime;
 
@@ -9,34 +8,29 @@ internal sealed record TrackLease(string RunId, string Token, IActorRef Run);
 /// <summary>A RunActor no longer holds (or no longer needs) its lease.</summary>
 internal sealed record UntrackLease(string RunId, string Token);
 
-/// <summary>A cancel was requested for a run (from the cancel channel); forwarded to the RunActor that holds it.</summary>
-internal sealed record CancelRequested(string RunId);
-
-/// <summary>Told to a RunActor: its lease now lasts at least until this monotonic timestamp.</summary>
-internal sealed record LeaseRenewed(long LocalDeadline);
-
-/// <summary>Told to a RunActor: its lease is gone (taken over, canceled or finished elsewhere).</summary>
-internal sealed record LeaseLost
+/// <summary>Told to the renewer by a RunActor whose claim was answered late: renew now, not at the next interval.</summary>
+internal sealed record RenewNow
 {
-    public static readonly LeaseLost Instance = new();
+    public static readonly RenewNow Instance = new();
 }
 
 /// <summary>
 /// Renews every lease the worker holds in one script call per interval (Lease / 3), in chunks for very many
 /// runs. The timer lives here, apart from the RunActors, so no busy step can starve renewal. Each RunActor
-/// is told its new local deadline, measured from when the renewal was sent (a conservative bound).
+/// is told its new local deadline: the deadline Redis set, on the worker's estimate of the Redis clock
+/// (<see cref="RedisClock"/>: never later than the renewal's send time plus the lease).
 /// </summary>
 internal sealed class LeaseRenewer : ReceiveActor, IWithTimers
 {
     private const int Chunk = 500;
     private sealed record Renew;
-    private sealed record RenewDone(IReadOnlyList<(string RunId, string Token, IActorRef Run)> Runs, long SentAt, int[] Codes);
+    private sealed record RenewDone(IReadOnlyList<(string RunId, string Token, IActorRef Run)> Runs, long SentAt, long ReceivedAt, long DeadlineMs, int[] Codes);
     private sealed record RenewFailed(Exception Error);
 
     private readonly WorkerContext _ctx;
     private readonly Dictionary<string, (string Token, IActorRef Run)> _leases = new(StringComparer.Ordinal);
-    private readonly ILoggingAdapter _log = Context.GetLogger();
     private bool _inFlight;
+    private bool _renewAgain; // a RenewNow came while a renewal was in flight
 
     public LeaseRenewer(WorkerContext ctx)
     {
@@ -52,12 +46,18 @@ internal sealed class LeaseRenewer : ReceiveActor, IWithTimers
             if (_leases.TryGetValue(m.RunId, out var lease)) lease.Run.Tell(m);
         });
         Receive<Renew>(_ => StartRenewal());
+        Receive<RenewNow>(_ =>
+        {
+            if (_inFlight) _renewAgain = true;
+            else StartRenewal();
+        });
         Receive<RenewDone>(OnRenewed);
         Receive<RenewFailed>(m =>
         {
             // The RunActors keep their last local deadline and fence themselves if this keeps failing.
             _inFlight = false;
-            _log.Warning(m.Error, "Lease renewal failed for {0} runs; retrying at the next interval", _leases.Count);
+            _renewAgain = false;
+            _ctx.Health.Failed($"renewing {_leases.Count} leases", m.Error);
         });
     }
 
@@ -69,26 +69,32 @@ internal sealed class LeaseRenewer : ReceiveActor, IWithTimers
 
     private void StartRenewal()
     {
-        if (_inFlight || _leases.Count == 0) return; // never overlap renewals
+        if (_inFlight) return; // never overlap renewals
+        if (_leases.Count == 0)
+        {
+            _ctx.Health.Renewed(); // nothing to renew is renewal on time
+            return;
+        }
         _inFlight = true;
         var runs = _leases.Select(kv => (kv.Key, kv.Value.Token, kv.Value.Run)).ToList();
         var sentAt = WorkerContext.Now();
-        var store = _ctx.Store;
-        var lease = _ctx.Options.Lease;
-        RenewAllAsync().PipeTo(Self, success: codes => new RenewDone(runs, sentAt, codes), failure: ex => new RenewFailed(ex));
+        var (store, lease, node) = (_ctx.Store, _ctx.Options.Lease, _ctx.Node);
+        RenewAllAsync().PipeTo(Self, success: r => new RenewDone(runs, sentAt, WorkerContext.Now(), r.DeadlineMs, r.Codes), failure: ex => new RenewFailed(ex));
 
-        async Task<int[]> RenewAllAsync()
+        async Task<(long DeadlineMs, int[] Codes)> RenewAllAsync()
         {
-            var chunks = runs.Chunk(Chunk).Select(c => store.RenewAsync(lease, c.Select(r => (r.Key, r.Token)).ToList()));
+            var chunks = runs.Chunk(Chunk).Select(c => store.RenewAsync(lease, node, c.Select(r => (r.Key, r.Token)).ToList()));
             var results = await Task.WhenAll(chunks).ConfigureAwait(false);
-            return results.SelectMany(r => r.Codes).ToArray();
+            return (results.Min(r => r.DeadlineMs), results.SelectMany(r => r.Codes).ToArray());
         }
     }
 
     private void OnRenewed(RenewDone done)
     {
         _inFlight = false;
-        var deadline = WorkerContext.After(done.SentAt, _ctx.Options.Lease);
+        _ctx.Health.RedisOk();
+        _ctx.Health.Renewed();
+        var deadline = _ctx.LeaseDeadline(done.DeadlineMs, done.SentAt, done.ReceivedAt);
         for (var i = 0; i < done.Runs.Count; i++)
         {
             var (runId, _, run) = done.Runs[i];
@@ -106,6 +112,11 @@ internal sealed class LeaseRenewer : ReceiveActor, IWithTimers
                     run.Tell(new LeaseRenewed(deadline));
                     break;
             }
+        }
+        if (_renewAgain)
+        {
+            _renewAgain = false;
+            StartRenewal();
         }
     }
 }

@@ -33,10 +33,11 @@ internal sealed class OnFailureActor : ReceiveActor, IWithTimers
             .PipeTo(Self, success: calls => new Claimed(calls)));
         Receive<Claimed>(m =>
         {
+            _ctx.Health.RedisOk();
             foreach (var call in m.Calls) Call(call);
         });
         Receive<Called>(m => _inFlight.Remove(m.RunId));
-        Receive<Status.Failure>(f => _log.Warning(f.Cause, "Claiming pending OnFailure calls failed; retrying at the next interval"));
+        Receive<Status.Failure>(f => _ctx.Health.Failed("claiming pending OnFailure calls", f.Cause)); // retried at the next interval
     }
 
     public ITimerScheduler Timers { get; set; } = null!;

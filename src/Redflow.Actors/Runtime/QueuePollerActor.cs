@@ -16,6 +16,9 @@ internal sealed record SlotTaken
     public static readonly SlotTaken Instance = new();
 }
 
+/// <summary>Told to the poller by a RunActor that completed its run and claimed the next one for its slot (sent and answered at these local timestamps).</summary>
+internal sealed record NextRunClaimed(IReadOnlyList<ClaimedRun> Runs, long SentAt, long ReceivedAt);
+
 /// <summary>Where a pass over the worker's queues stands: the queue it is at and the runs it claimed so far.</summary>
 internal sealed record ClaimPass(int Queue, int Claimed);
 
@@ -32,7 +35,7 @@ internal sealed record SlotFreed
 /// </summary>
 internal sealed class QueuePollerActor : ReceiveActor
 {
-    private sealed record Claimed(IReadOnlyList<ClaimedRun> Runs, long SentAt, ClaimRuns Request, IActorRef ReplyTo);
+    private sealed record Claimed(IReadOnlyList<ClaimedRun> Runs, long SentAt, long ReceivedAt, ClaimRuns Request, IActorRef ReplyTo);
     private sealed record ClaimFailed(Exception Error, ClaimRuns Request, string RequestId, IActorRef ReplyTo);
 
     /// <summary>A run of a workflow this worker does not have goes back to the queue after this delay (at most).</summary>
@@ -59,7 +62,7 @@ internal sealed class QueuePollerActor : ReceiveActor
         Receive<ClaimFailed>(m =>
         {
             _unansweredRequest ??= m.RequestId;
-            _log.Warning(m.Error, "Claim on queue {0} failed", _queue);
+            _ctx.Health.Failed($"claiming runs on queue '{_queue}'", m.Error);
             m.ReplyTo.Tell(new RunsClaimed(0, Failed: true, m.Request.Max, m.Request.Pass));
         });
         Receive<NextRunClaimed>(OnNextRunClaimed);
@@ -87,12 +90,14 @@ internal sealed class QueuePollerActor : ReceiveActor
         var replyTo = Sender;
         // Durability point: the claim leases runs in Redis with a fencing token; nothing is held locally before it.
         _ctx.Store.ClaimAsync(_queue, m.Max, _ctx.Node, _ctx.Options.Lease, requestId, _ctx.Options.AbandonAfter)
-            .PipeTo(Self, success: runs => new Claimed(runs, sentAt, m, replyTo), failure: ex => new ClaimFailed(ex, m, requestId, replyTo));
+            .PipeTo(Self, success: runs => new Claimed(runs, sentAt, WorkerContext.Now(), m, replyTo), failure: ex => new ClaimFailed(ex, m, requestId, replyTo));
     }
 
     private void OnClaimed(Claimed m)
     {
-        var started = m.Runs.Count(run => StartRun(run, m.SentAt));
+        _ctx.Health.RedisOk();
+        _ctx.Health.Polled();
+        var started = m.Runs.Count(run => StartRun(run, m.SentAt, m.ReceivedAt));
         m.ReplyTo.Tell(new RunsClaimed(started, Failed: false, m.Request.Max, m.Request.Pass));
     }
 
@@ -101,18 +106,18 @@ internal sealed class QueuePollerActor : ReceiveActor
     {
         if (_ctx.Lifecycle.Draining)
         {
-            foreach (var run in m.Runs) _ = _ctx.Store.HandBackAsync(run.Id, run.Token, TimeSpan.Zero); // claimed as the worker began to stop
+            foreach (var run in m.Runs) Logged(_ctx.Store.HandBackAsync(run.Id, run.Token, TimeSpan.Zero), $"handing back run {run.Id} (claimed as the worker began to stop)");
             return;
         }
-        var started = m.Runs.Count(run => StartRun(run, m.SentAt));
+        var started = m.Runs.Count(run => StartRun(run, m.SentAt, m.ReceivedAt));
         if (started == 0) return;
         // The completing actor's slot goes to the new run. If its Terminated came first, its slot was already freed.
         if (_runOfActor.ContainsKey(Sender)) _slotPassedOn.Add(Sender);
         else Context.Parent.Tell(SlotTaken.Instance);
     }
 
-    /// <summary>Starts a RunActor for a leased run; false when it needs no slot here.</summary>
-    private bool StartRun(ClaimedRun run, long sentAt)
+    /// <summary>Starts a RunActor for a leased run (claimed by a call sent and answered at these local timestamps); false when it needs no slot here.</summary>
+    private bool StartRun(ClaimedRun run, long sentAt, long receivedAt)
     {
         if (!_ctx.Workflows.TryGetValue(run.Workflow, out var definition))
         {
@@ -121,11 +126,13 @@ internal sealed class QueuePollerActor : ReceiveActor
             {
                 _log.Warning("Run {0} is of workflow '{1}', which no worker has taken within {2}; failing it", run.Id, run.Workflow, grace);
                 var error = RunError.From(new UnknownWorkflowException(run.Workflow, [.. _ctx.Workflows.Keys]));
-                _ = _ctx.Store.FailAsync(run.Id, run.Token, error, retriable: false, TimeSpan.Zero, null, run.Attempt, TimeSpan.Zero, _ctx.Options.Lease);
+                Logged(_ctx.Store.FailAsync(run.Id, run.Token, error, retriable: false, TimeSpan.Zero, null, run.Attempt, TimeSpan.Zero, _ctx.Options.Lease),
+                    $"failing run {run.Id} of unknown workflow '{run.Workflow}'");
                 return false;
             }
             _log.Warning("Run {0} is of workflow '{1}', which this worker does not have; handing it back", run.Id, run.Workflow);
-            _ = _ctx.Store.HandBackAsync(run.Id, run.Token, grace < UnknownWorkflowDelay ? grace : UnknownWorkflowDelay);
+            Logged(_ctx.Store.HandBackAsync(run.Id, run.Token, grace < UnknownWorkflowDelay ? grace : UnknownWorkflowDelay),
+                $"handing back run {run.Id} of workflow '{run.Workflow}'");
             return false;
         }
         if (_runs.TryGetValue(run.Id, out var existing))
@@ -134,10 +141,18 @@ internal sealed class QueuePollerActor : ReceiveActor
             // The run was taken over and came back to this worker: the older holder is fenced by the new token.
             existing.Actor.Tell(LeaseLost.Instance);
         }
-        var actor = Context.ActorOf(Props.Create<RunActor>(_ctx, run, definition, _renewer, _onFailure, sentAt), $"run-{run.Id}-{run.Token}");
+        var deadline = _ctx.LeaseDeadline(run.LeaseDeadlineMs, sentAt, receivedAt);
+        var actor = Context.ActorOf(Props.Create<RunActor>(_ctx, run, definition, _renewer, _onFailure, deadline), $"run-{run.Id}-{run.Token}");
         Context.Watch(actor);
         _runs[run.Id] = (run.Token, actor);
         _runOfActor[actor] = run.Id;
         return true;
+    }
+
+    /// <summary>A write this poller does not wait for: a failure is reported to the worker's health (the lease then lapses and the run is taken back).</summary>
+    private void Logged(Task write, string what)
+    {
+        var health = _ctx.Health;
+        write.ContinueWith(t => health.Failed(what, t.Exception!), TaskContinuationOptions.OnlyOnFaulted);
     }
 }

@@ -6,17 +6,21 @@ namespace Redflow.Runtime;
 /// <summary>
 /// Every <c>ReaperInterval</c>: takes back runs whose lease expired (their worker died), promotes due
 /// scheduled runs and purges runs past retention, all in one script. Holds no state: two reapers at once
-/// are harmless (the script is atomic and idempotent). Runs under a backoff supervisor: a Redis outage
-/// makes it fail and restart with growing delays instead of spinning.
+/// are harmless (the script is atomic and idempotent). A failed reap (Redis unreachable) is reported to the
+/// worker's health and retried with backoff; the backoff supervisor above it only restarts it on a fault.
 /// </summary>
 internal sealed class ReaperActor : ReceiveActor, IWithTimers
 {
     private sealed record Reap;
+    private sealed record ReapFailed(Exception Error);
 
+    /// <summary>The periodic reap, and the single retry that replaces it while Redis fails.</summary>
+    private const string ReapTimer = "reap";
 
     private readonly ILoggingAdapter _log = Context.GetLogger();
     private readonly WorkerContext _ctx;
     private bool _inFlight;
+    private int _failures;
 
     public ReaperActor(WorkerContext ctx)
     {
@@ -25,11 +29,18 @@ internal sealed class ReaperActor : ReceiveActor, IWithTimers
         {
             if (_inFlight) return;
             _inFlight = true;
-            _ctx.Store.ReapAsync(1000, _ctx.Options.AbandonAfter, _ctx.Options.CancelGrace).PipeTo(Self);
+            _ctx.Store.ReapAsync(1000, _ctx.Options.AbandonAfter, _ctx.Options.CancelGrace)
+                .PipeTo(Self, failure: ex => new ReapFailed(ex));
         });
         Receive<Protocol.ReapResult>(r =>
         {
             _inFlight = false;
+            _ctx.Health.RedisOk();
+            if (_failures > 0)
+            {
+                _failures = 0;
+                Timers.StartPeriodicTimer(ReapTimer, new Reap(), _ctx.Options.ReaperInterval);
+            }
             if (r.Reclaimed > 0)
             {
                 _log.Info("Reaper took back {0} runs with expired leases", r.Reclaimed);
@@ -37,8 +48,12 @@ internal sealed class ReaperActor : ReceiveActor, IWithTimers
             }
             if (r.Canceled > 0) _log.Info("Reaper ended {0} canceled runs whose handlers ignored the cancel past the grace period", r.Canceled);
         });
-        // A failed reap (Redis unreachable) crashes the actor on purpose: the backoff supervisor restarts it later.
-        Receive<Status.Failure>(f => throw new ReaperFailedException(f.Cause));
+        Receive<ReapFailed>(m =>
+        {
+            _inFlight = false;
+            _ctx.Health.Failed("reaping expired leases", m.Error);
+            Timers.StartSingleTimer(ReapTimer, new Reap(), Backoff.Delay(++_failures, Backoff.PollCap));
+        });
     }
 
     public ITimerScheduler Timers { get; set; } = null!;
@@ -46,15 +61,12 @@ internal sealed class ReaperActor : ReceiveActor, IWithTimers
     protected override void PreStart()
     {
         Self.Tell(new Reap());
-        Timers.StartPeriodicTimer("reap", new Reap(), _ctx.Options.ReaperInterval);
+        Timers.StartPeriodicTimer(ReapTimer, new Reap(), _ctx.Options.ReaperInterval);
     }
 
-    /// <summary>Props of the reaper under its backoff supervisor (restarts after 0.2 s, growing to 10 s).</summary>
+    /// <summary>Props of the reaper under a backoff supervisor that restarts it after a fault (0.2 s, growing to 10 s).</summary>
     public static Props SupervisedProps(WorkerContext ctx) =>
         Akka.Pattern.BackoffSupervisor.Props(Akka.Pattern.Backoff.OnFailure(
             Props.Create(() => new ReaperActor(ctx)), "reaper",
             TimeSpan.FromMilliseconds(200), TimeSpan.FromSeconds(10), 0.2, -1));
 }
-
-/// <summary>A reap call failed; the reaper restarts under backoff.</summary>
-internal sealed class ReaperFailedException(Exception inner) : Exception("The reap script failed.", inner);

@@ -1,18 +1,35 @@
 using System.Diagnostics;
-using Microsoft.Extensions.Logging;
 using Akka.Actor;
 using Akka.Event;
 using Redflow.Protocol;
 
 namespace Redflow.Runtime;
 
-/// <summary>Told to a RunActor: stop the handler for this reason (the worker is stopping).</summary>
+/// <summary>Told to a RunActor by its handler (through <see cref="ActorStepApi"/>): run step <paramref name="Name"/>, or answer it from the record; the answer goes to <paramref name="Reply"/> (local only).</summary>
+internal sealed record RunStep(string Name, Func<CancellationToken, Task<string>> Invoke, StepOptions? Options, TaskCompletionSource<string> Reply, Activity? Activity = null);
+
+/// <summary>Told to a RunActor by its StepActor: the step's result is recorded in Redis (cached for this attempt).</summary>
+internal sealed record StepRecorded(string Name, string Output);
+
+/// <summary>Told to a RunActor by its StepActor: the step's function failed (recorded with the run's failure).</summary>
+internal sealed record StepFailed(string Name, Exception Error, TimeSpan Ran);
+
+/// <summary>Told to a RunActor by its poller: stop the handler for this reason (the worker is stopping).</summary>
 internal sealed record StopRun(StopReason Reason);
 
-/// <summary>Told to the poller by a RunActor that completed its run and claimed the next one for its slot.</summary>
-internal sealed record NextRunClaimed(IReadOnlyList<ClaimedRun> Runs, long SentAt);
+/// <summary>Told to a RunActor by the LeaseRenewer: its lease now lasts at least until this monotonic timestamp.</summary>
+internal sealed record LeaseRenewed(long LocalDeadline);
 
-/// <summary>Told to a RunActor by its handler's step: the run now waits on a child (suspended in Redis).</summary>
+/// <summary>Told to a RunActor (by the renewer, a StepActor, its step API or its poller): its lease is gone (taken over, canceled or finished elsewhere).</summary>
+internal sealed record LeaseLost
+{
+    public static readonly LeaseLost Instance = new();
+}
+
+/// <summary>A cancel was requested for a running run (from the cancel channel, or a renewal's answer); the worker forwards it to the renewer, which tells the RunActor holding the run.</summary>
+internal sealed record CancelRequested(string RunId);
+
+/// <summary>Told to a RunActor by its handler's step API: the run now waits on a child (suspended in Redis).</summary>
 internal sealed record RunSuspended
 {
     public static readonly RunSuspended Instance = new();
@@ -22,8 +39,25 @@ internal sealed record RunSuspended
 internal sealed class RunSuspendedException(string runId, string childRunId)
     : Exception($"Run {runId} is waiting on child run {childRunId}.");
 
+/// <summary>How a RunActor ended its run's attempt.</summary>
+internal enum RunOutcome
+{
+    /// <summary>Succeeded with its output (complete.lua).</summary>
+    Completed,
+    /// <summary>Failed: retried after its backoff, or failed for good (fail.lua).</summary>
+    Failed,
+    /// <summary>Ended canceled on request (cancel.lua).</summary>
+    Canceled,
+    /// <summary>Given back to its queue unfinished: the worker is stopping (handback.lua).</summary>
+    HandedBack,
+    /// <summary>Waiting on a child: the suspension was recorded by the step (await_child.lua); nothing more to write.</summary>
+    Suspended,
+    /// <summary>Its lease is gone: another worker owns the run; nothing is written.</summary>
+    LeaseLost,
+}
+
 /// <summary>
-/// Owns one leased run: starts its handler as a task, serves its steps (cached results from the claim, or a
+/// Owns one leased run: starts its handler as a task, serves its steps (recorded results from the claim, or a
 /// StepActor per new step), keeps a local lease deadline from the renewals and cancels its own handler
 /// before that deadline passes (self-fencing), and records the outcome with one fenced script:
 /// complete, fail-or-retry, cancel or hand back. The run's fate follows <see cref="StopReason"/>, never
@@ -32,13 +66,34 @@ internal sealed class RunSuspendedException(string runId, string childRunId)
 /// </summary>
 internal sealed class RunActor : UntypedActor, IWithTimers
 {
+    /// <summary>Where the actor stands; each message is handled by what it means in the current phase.</summary>
+    private enum Phase
+    {
+        /// <summary>The claim's answer left too little of the lease to start the handler: waiting for the renewer to confirm (or lose) the lease.</summary>
+        AwaitingLease,
+        /// <summary>The handler runs and its steps are served.</summary>
+        Running,
+        /// <summary>An outcome was chosen and is being written (retried in place while the lease lasts).</summary>
+        Recording,
+        /// <summary>The attempt is over; the actor is stopping.</summary>
+        Finished,
+    }
+
     private sealed record HandlerSucceeded(string Output);
     private sealed record HandlerFailed(Exception Error);
     private sealed record FenceCheck;
     private sealed record HandBackNow;
-    private sealed record OutcomeWritten(WriteOutcome Outcome);
+    private sealed record OutcomeWritten(WriteOutcome Outcome, bool WillRetry = false);
     private sealed record OutcomeFailed(Exception Error);
     private sealed record RetryOutcome;
+
+    /// <summary>The actor's timers: the self-fencing check, the wait for a stopping handler, the retry of a failed outcome write.</summary>
+    private static class TimerKeys
+    {
+        public const string Fence = "fence";
+        public const string StopWait = "stop-wait";
+        public const string RetryOutcome = "retry-outcome";
+    }
 
     /// <summary>How long a handler told to stop (worker stopping) may take before the run is handed back anyway.</summary>
     internal static readonly TimeSpan StopWait = TimeSpan.FromSeconds(5);
@@ -50,28 +105,27 @@ internal sealed class RunActor : UntypedActor, IWithTimers
     private readonly IActorRef _renewer;
     private readonly IActorRef _onFailure;
     private readonly RunStop _stop = new();
-    private readonly Dictionary<string, string> _cache;
+    private readonly Dictionary<string, string> _recorded;
+    private readonly long _started = WorkerContext.Now();
     private long _localDeadline;
+    private Phase _phase = Phase.Running;
+    private RunOutcome? _outcome;
+    private Func<Task<OutcomeWritten>>? _write; // the outcome's write, repeated in place on a Redis error
+    private int _writeAttempts;
     private int _stepCount;
     private StepFailed? _failedStep;
-    private Func<Task<WriteOutcome>>? _outcome; // the outcome being recorded, once chosen
-    private string _outcomeName = "";
-    private int _outcomeAttempts;
-    private bool _finished;
     private Activity? _activity;
-    private bool _willRetry;
-    private bool _suspended;
-    private readonly long _started = WorkerContext.Now();
 
-    public RunActor(WorkerContext ctx, ClaimedRun run, WorkflowDefinition definition, IActorRef renewer, IActorRef onFailure, long claimSentAt)
+    /// <summary>A RunActor for a run leased until <paramref name="localDeadline"/>, a local monotonic timestamp (<see cref="WorkerContext.LeaseDeadline"/>).</summary>
+    public RunActor(WorkerContext ctx, ClaimedRun run, WorkflowDefinition definition, IActorRef renewer, IActorRef onFailure, long localDeadline)
     {
         _ctx = ctx;
         _run = run;
         _definition = definition;
         _renewer = renewer;
         _onFailure = onFailure;
-        _cache = new Dictionary<string, string>(run.CachedSteps, StringComparer.Ordinal);
-        _localDeadline = WorkerContext.After(claimSentAt, ctx.Options.Lease);
+        _recorded = new Dictionary<string, string>(run.CachedSteps, StringComparer.Ordinal);
+        _localDeadline = localDeadline;
     }
 
     public ITimerScheduler Timers { get; set; } = null!;
@@ -83,35 +137,34 @@ internal sealed class RunActor : UntypedActor, IWithTimers
         switch (message)
         {
             case RunStep m: OnRunStep(m); break;
-            case StepRecorded m: _cache[m.Name] = m.Output; break;
+            case StepRecorded m: _recorded[m.Name] = m.Output; break;
             case StepFailed m: _failedStep = m; break;
             case HandlerSucceeded m: OnHandlerSucceeded(m); break;
             case HandlerFailed m: OnHandlerFailed(StepActor.Unwrap(m.Error)); break;
-            case LeaseRenewed m:
-                _localDeadline = Math.Max(_localDeadline, m.LocalDeadline);
-                ScheduleFenceCheck();
-                break;
+            case LeaseRenewed m: OnLeaseRenewed(m); break;
             case FenceCheck: CheckFence(); break;
             case LeaseLost: OnLeaseLost(); break;
             case RunSuspended:
                 // Waiting on a child: the script released the lease; this attempt's handler ends here, nothing more to record.
-                _activity?.SetTag("redflow.outcome", "suspended");
                 _stop.Request(StopReason.LeaseLost);
-                _suspended = true;
-                Finish();
+                Finish(RunOutcome.Suspended);
                 break;
             case CancelRequested:
-                if (_stop.Request(StopReason.CancelRequested)) _log.Info("Run {0}: cancel requested, handler token canceled", _run.Id);
+                if (_phase == Phase.AwaitingLease) RecordCanceled();
+                else if (_stop.Request(StopReason.CancelRequested)) _log.Info("Run {0}: cancel requested, handler token canceled", _run.Id);
+                break;
+            case StopRun when _phase == Phase.AwaitingLease:
+                HandBack();
                 break;
             case StopRun m:
                 _stop.Request(m.Reason);
                 // A handler that ignores its token is not waited for forever: the run is handed back.
-                Timers.StartSingleTimer("stop-wait", new HandBackNow(), StopWait);
+                Timers.StartSingleTimer(TimerKeys.StopWait, new HandBackNow(), StopWait);
                 break;
-            case HandBackNow: Record("hand back", () => _ctx.Store.HandBackAsync(_run.Id, _run.Token, TimeSpan.Zero)); break;
+            case HandBackNow: HandBack(); break;
             case OutcomeWritten m: OnOutcomeWritten(m); break;
             case OutcomeFailed m: OnOutcomeFailed(m); break;
-            case RetryOutcome: WriteOutcome(); break;
+            case RetryOutcome: Write(); break;
             default: Unhandled(message); break;
         }
     }
@@ -122,6 +175,37 @@ internal sealed class RunActor : UntypedActor, IWithTimers
     protected override void PreStart()
     {
         _renewer.Tell(new TrackLease(_run.Id, _run.Token, Self));
+        var left = WorkerContext.Until(_localDeadline) - _ctx.FenceMargin;
+        if (left <= TimeSpan.Zero)
+        {
+            // The claim's answer came too late to run the handler safely. The lease is not wasted: the renewer
+            // renews it now, and the handler starts once that lands (or the run is dropped if the lease is gone).
+            _phase = Phase.AwaitingLease;
+            _renewer.Tell(RenewNow.Instance);
+            _log.Info("Run {0}: the claim was answered late; renewing its lease before starting it", _run.Id);
+            return;
+        }
+        if (left < _ctx.Options.Lease / 2) _renewer.Tell(RenewNow.Instance); // a slow answer: renew early
+        StartHandler();
+    }
+
+    protected override void PostStop()
+    {
+        if (_phase == Phase.Finished) return;
+        _activity?.Dispose();
+        // Stopped without an outcome (a fault, or the actor system shutting down): hand the run back.
+        _renewer.Tell(new UntrackLease(_run.Id, _run.Token));
+        _stop.Request(StopReason.WorkerStopping);
+        var health = _ctx.Health;
+        var runId = _run.Id;
+        _ = _ctx.Store.HandBackAsync(_run.Id, _run.Token, TimeSpan.Zero).ContinueWith(
+            t => health.Failed($"handing back run {runId} after a fault (the reaper will take it back)", t.Exception!),
+            TaskContinuationOptions.OnlyOnFaulted);
+    }
+
+    private void StartHandler()
+    {
+        _phase = Phase.Running;
         ScheduleFenceCheck();
         RedflowTelemetry.RunsStarted.Add(1, RedflowTelemetry.WorkflowTags(_run.Workflow, _run.Queue));
         var info = new RunInfo(_run.Id, _run.Workflow, _run.Queue, _run.Attempt, _run.MaxAttempts);
@@ -141,31 +225,17 @@ internal sealed class RunActor : UntypedActor, IWithTimers
         Activity.Current = previous;
     }
 
-    protected override void PostStop()
-    {
-        if (_finished) return;
-        _activity?.Dispose();
-        // Stopped without an outcome (a fault, or the actor system shutting down): hand the run back.
-        _renewer.Tell(new UntrackLease(_run.Id, _run.Token));
-        _stop.Request(StopReason.WorkerStopping);
-        var log = _log;
-        var runId = _run.Id;
-        _ = _ctx.Store.HandBackAsync(_run.Id, _run.Token, TimeSpan.Zero).ContinueWith(
-            t => log.Warning(t.Exception, "Run {0}: hand-back after a fault failed; the reaper will take it back", runId),
-            TaskContinuationOptions.OnlyOnFaulted);
-    }
-
     private void OnRunStep(RunStep step)
     {
-        if (_outcome is not null || _stop.Reason == StopReason.LeaseLost)
+        if (_phase != Phase.Running || _stop.Reason == StopReason.LeaseLost)
         {
             step.Reply.TrySetException(new LeaseLostException(_run.Id));
             return;
         }
         // Durability point: a step recorded in an earlier attempt is served from the record, never run again.
-        if (_cache.TryGetValue(step.Name, out var cached))
+        if (_recorded.TryGetValue(step.Name, out var recorded))
         {
-            step.Reply.TrySetResult(cached);
+            step.Reply.TrySetResult(recorded);
             return;
         }
         Context.ActorOf(Props.Create<StepActor>(_ctx, _run, step, _stop.Token), "step-" + ++_stepCount);
@@ -176,7 +246,7 @@ internal sealed class RunActor : UntypedActor, IWithTimers
         switch (_stop.Reason)
         {
             case StopReason.LeaseLost:
-                Finish();
+                Finish(RunOutcome.LeaseLost);
                 return;
             case StopReason.CancelRequested:
                 RecordCanceled();
@@ -192,14 +262,13 @@ internal sealed class RunActor : UntypedActor, IWithTimers
         // the next ready run for this slot (one round trip instead of two); the poller starts it.
         var next = _ctx.Lifecycle.Draining ? null
             : new NextRunRequest(_ctx.Options.Lease, _ctx.Node, _ctx.Options.EffectiveQueues);
-        var poller = Context.Parent;
-        var self = Self;
-        Record("complete", async () =>
+        var (store, poller, self, runId, token) = (_ctx.Store, Context.Parent, Self, _run.Id, _run.Token);
+        Record(RunOutcome.Completed, async () =>
         {
             var sentAt = WorkerContext.Now();
-            var (outcome, runs) = await _ctx.Store.CompleteAsync(_run.Id, _run.Token, m.Output, next).ConfigureAwait(false);
-            if (runs.Count > 0) poller.Tell(new NextRunClaimed(runs, sentAt), self);
-            return outcome;
+            var (outcome, runs) = await store.CompleteAsync(runId, token, m.Output, next).ConfigureAwait(false);
+            if (runs.Count > 0) poller.Tell(new NextRunClaimed(runs, sentAt, WorkerContext.Now()), self);
+            return new OutcomeWritten(outcome);
         });
     }
 
@@ -208,13 +277,13 @@ internal sealed class RunActor : UntypedActor, IWithTimers
         switch (_stop.Reason)
         {
             case StopReason.LeaseLost:
-                Finish(); // another worker owns the run: record nothing
+                Finish(RunOutcome.LeaseLost); // another worker owns the run: record nothing
                 return;
             case StopReason.CancelRequested:
                 RecordCanceled();
                 return;
             case StopReason.WorkerStopping:
-                Record("hand back", () => _ctx.Store.HandBackAsync(_run.Id, _run.Token, TimeSpan.Zero));
+                HandBack();
                 return;
         }
         var retriable = error is not (NonRetriableException or InputValidationException);
@@ -224,167 +293,151 @@ internal sealed class RunActor : UntypedActor, IWithTimers
         // Durability point: the durable retry. The script counts the attempt and schedules the next one
         // after the backoff, or fails the run for good.
         var runError = RunError.From(error);
-        var onFailure = _onFailure;
-        var pending = new PendingOnFailure(new RunInfo(_run.Id, _run.Workflow, _run.Queue, _run.Attempt, _run.MaxAttempts), _run.Input, runError);
+        var (store, onFailure, run, lease) = (_ctx.Store, _onFailure, _run, _ctx.Options.Lease);
+        var pending = new PendingOnFailure(new RunInfo(run.Id, run.Workflow, run.Queue, run.Attempt, run.MaxAttempts), run.Input, runError);
         var hasOnFailure = _definition.Options.OnFailure is not null;
-        Record("fail", async () =>
+        Record(RunOutcome.Failed, async () =>
         {
-            var result = await _ctx.Store.FailAsync(_run.Id, _run.Token, runError, retriable, delay,
-                step?.Name, _run.Attempt, step?.Ran ?? TimeSpan.Zero, _ctx.Options.Lease).ConfigureAwait(false);
-            _willRetry = result.WillRetry;
-            if (result is { Outcome: Protocol.WriteOutcome.Ok, WillRetry: false } && hasOnFailure)
+            var result = await store.FailAsync(run.Id, run.Token, runError, retriable, delay,
+                step?.Name, run.Attempt, step?.Ran ?? TimeSpan.Zero, lease).ConfigureAwait(false);
+            if (result is { Outcome: WriteOutcome.Ok, WillRetry: false } && hasOnFailure)
                 onFailure.Tell(new CallOnFailure(pending)); // recorded as pending by the same script: made at least once
-            return result.Outcome;
+            return new OutcomeWritten(result.Outcome, result.WillRetry);
         });
     }
 
-    private void RecordCanceled() =>
-        Record("cancel", async () =>
-            await _ctx.Store.CancelAsync(_run.Id, null, _run.Token).ConfigureAwait(false)
-                ? Protocol.WriteOutcome.Ok : Protocol.WriteOutcome.Fenced);
-
-    /// <summary>Chooses the run's outcome (once) and writes it; a Redis error is retried in place until the lease runs out.</summary>
-    private void Record(string name, Func<Task<WriteOutcome>> write)
+    private void RecordCanceled()
     {
-        if (_outcome is not null || _finished) return;
-        _outcome = write;
-        _outcomeName = name;
-        WriteOutcome();
+        var (store, runId, token) = (_ctx.Store, _run.Id, _run.Token);
+        Record(RunOutcome.Canceled, async () =>
+            new OutcomeWritten(await store.CancelAsync(runId, null, token).ConfigureAwait(false) ? WriteOutcome.Ok : WriteOutcome.Fenced));
     }
 
-    private void WriteOutcome() =>
-        _outcome!().PipeTo(Self, success: o => new OutcomeWritten(o), failure: ex => new OutcomeFailed(ex));
+    // Durability point: hand-back. The run goes back to the front of its queue unfinished, its attempt unchanged.
+    private void HandBack()
+    {
+        var (store, runId, token) = (_ctx.Store, _run.Id, _run.Token);
+        Record(RunOutcome.HandedBack, async () =>
+            new OutcomeWritten(await store.HandBackAsync(runId, token, TimeSpan.Zero).ConfigureAwait(false)));
+    }
+
+    /// <summary>Chooses the run's outcome (once) and writes it; a Redis error is retried in place until the lease runs out.</summary>
+    private void Record(RunOutcome outcome, Func<Task<OutcomeWritten>> write)
+    {
+        if (_phase is Phase.Recording or Phase.Finished) return;
+        _phase = Phase.Recording;
+        _outcome = outcome;
+        _write = write;
+        Write();
+    }
+
+    private void Write() =>
+        _write!().PipeTo(Self, failure: ex => new OutcomeFailed(ex));
 
     private void OnOutcomeWritten(OutcomeWritten m)
     {
-        if (m.Outcome == Protocol.WriteOutcome.Fenced)
-            _log.Warning("Run {0}: {1} not recorded: the lease was lost", _run.Id, _outcomeName);
-        else if (m.Outcome == Protocol.WriteOutcome.Ok)
-            CountOutcome();
-        _activity?.SetTag("redflow.outcome", m.Outcome == Protocol.WriteOutcome.Fenced ? "fenced" : _outcomeName);
-        Finish();
+        _ctx.Health.RedisOk();
+        if (m.Outcome == WriteOutcome.Fenced)
+            _log.Warning("Run {0}: {1} not recorded: the lease was lost", _run.Id, _outcome);
+        else if (m.Outcome == WriteOutcome.Ok)
+            CountOutcome(m.WillRetry);
+        _activity?.SetTag("redflow.outcome", m.Outcome == WriteOutcome.Fenced ? "fenced" : OutcomeTag(_outcome!.Value));
+        Finish(_outcome!.Value);
     }
 
-    private void CountOutcome()
+    private void CountOutcome(bool willRetry)
     {
         var tags = RedflowTelemetry.WorkflowTags(_run.Workflow, _run.Queue);
-        switch (_outcomeName)
+        switch (_outcome)
         {
-            case "complete": RedflowTelemetry.RunsSucceeded.Add(1, tags); break;
-            case "cancel": RedflowTelemetry.RunsCanceled.Add(1, tags); break;
-            case "fail": (_willRetry ? RedflowTelemetry.RunsRetried : RedflowTelemetry.RunsFailed).Add(1, tags); break;
+            case RunOutcome.Completed: RedflowTelemetry.RunsSucceeded.Add(1, tags); break;
+            case RunOutcome.Canceled: RedflowTelemetry.RunsCanceled.Add(1, tags); break;
+            case RunOutcome.Failed: (willRetry ? RedflowTelemetry.RunsRetried : RedflowTelemetry.RunsFailed).Add(1, tags); break;
         }
     }
 
     private void OnOutcomeFailed(OutcomeFailed m)
     {
+        _ctx.Health.Failed($"recording the outcome ({_outcome}) of run {_run.Id}", m.Error);
         if (WorkerContext.Until(_localDeadline) <= TimeSpan.Zero)
         {
-            _log.Error(m.Error, "Run {0}: could not record {1} before the lease ran out; another worker will resume the run", _run.Id, _outcomeName);
-            Finish();
+            Trouble("Run {0}: could not record {1} before the lease ran out; another worker will take the run", _run.Id, _outcome);
+            Finish(RunOutcome.LeaseLost);
             return;
         }
-        var delay = Backoff.Delay(++_outcomeAttempts);
-        _log.Warning(m.Error, "Run {0}: recording {1} failed; retrying in {2}", _run.Id, _outcomeName, delay);
-        Timers.StartSingleTimer("retry-outcome", new RetryOutcome(), delay);
+        Timers.StartSingleTimer(TimerKeys.RetryOutcome, new RetryOutcome(), Backoff.Delay(++_writeAttempts));
+    }
+
+    private void OnLeaseRenewed(LeaseRenewed m)
+    {
+        _localDeadline = Math.Max(_localDeadline, m.LocalDeadline);
+        if (_phase == Phase.AwaitingLease)
+        {
+            if (WorkerContext.Until(_localDeadline) - _ctx.FenceMargin > TimeSpan.Zero) StartHandler();
+            return;
+        }
+        ScheduleFenceCheck();
     }
 
     private void ScheduleFenceCheck()
     {
         var due = WorkerContext.Until(_localDeadline) - _ctx.FenceMargin;
-        Timers.StartSingleTimer("fence", new FenceCheck(), due > TimeSpan.Zero ? due : TimeSpan.Zero);
+        Timers.StartSingleTimer(TimerKeys.Fence, new FenceCheck(), due > TimeSpan.Zero ? due : TimeSpan.Zero);
     }
 
     private void CheckFence()
     {
+        if (_phase != Phase.Running && _phase != Phase.Recording) return;
         if (WorkerContext.Until(_localDeadline) - _ctx.FenceMargin > TimeSpan.Zero)
         {
             ScheduleFenceCheck();
             return;
         }
         // Self-fencing: the lease could not be renewed in time; stop before another worker can take the run.
-        _log.Warning("Run {0}: lease not renewed in time; canceling the handler (lease lost)", _run.Id);
+        // Redis not answering renewals in time is an outage as far as this worker can tell: the first fence reports it.
+        _ctx.Health.Failed("renewing leases", new TimeoutException("the lease renewals were not answered in time"));
+        Trouble("Run {0}: lease not renewed in time; canceling the handler (lease lost)", _run.Id);
         OnLeaseLost();
     }
 
     private void OnLeaseLost()
     {
         _stop.Request(StopReason.LeaseLost);
-        Finish();
+        Finish(RunOutcome.LeaseLost);
     }
 
-    private void Finish()
+    /// <summary>
+    /// Logs a run's trouble: a warning while Redis is reachable, else at info level, since the worker has
+    /// logged the outage once already (an outage then costs a line per worker, not one per run).
+    /// </summary>
+    private void Trouble(string format, params object?[] args)
     {
-        if (_finished) return;
-        _finished = true;
+        if (_ctx.Health.RedisConnected) _log.Warning(format, args);
+        else _log.Info(format, args);
+    }
+
+    private void Finish(RunOutcome outcome)
+    {
+        if (_phase == Phase.Finished) return;
+        _phase = Phase.Finished;
+        _outcome ??= outcome;
         RedflowTelemetry.RunDuration.Record((-WorkerContext.Until(_started)).TotalMilliseconds, RedflowTelemetry.WorkflowTags(_run.Workflow, _run.Queue));
-        if (_outcomeName == "fail" || (_stop.Reason == StopReason.LeaseLost && !_suspended)) _activity?.SetStatus(ActivityStatusCode.Error, _outcomeName == "fail" ? "failed" : "lease lost");
+        if (outcome is RunOutcome.LeaseLost or RunOutcome.Suspended) _activity?.SetTag("redflow.outcome", OutcomeTag(outcome));
+        if (_outcome == RunOutcome.Failed || outcome == RunOutcome.LeaseLost)
+            _activity?.SetStatus(ActivityStatusCode.Error, outcome == RunOutcome.LeaseLost ? "lease lost" : "failed");
         _activity?.Dispose();
         _renewer.Tell(new UntrackLease(_run.Id, _run.Token));
         Context.Stop(Self);
     }
 
-    /// <summary>The steps of a run on a worker: each call goes to the RunActor (cache or StepActor).</summary>
-    private sealed class ActorStepApi(IActorRef run, CancellationToken token, WorkerContext ctx, ClaimedRun claimed) : StepApi
+    /// <summary>The outcome as the run span's <c>redflow.outcome</c> tag.</summary>
+    private static string OutcomeTag(RunOutcome outcome) => outcome switch
     {
-        protected override string Workflow => claimed.Workflow;
-
-        protected override async Task<string> ExecuteAsync(string name, Func<CancellationToken, Task<string>> invoke, StepOptions? options)
-        {
-            var reply = new TaskCompletionSource<string>(TaskCreationOptions.RunContinuationsAsynchronously);
-            run.Tell(new RunStep(name, invoke, options, reply, Activity.Current));
-            await using var _ = token.Register(() => reply.TrySetCanceled(token));
-            return await reply.Task.ConfigureAwait(false);
-        }
-
-        /// <summary>
-        /// Starts the child once (its id is derived from parent, step and attempt, or found by the caller's
-        /// idempotency key) and waits for it. A finished child answers at once; otherwise the parent is
-        /// suspended (Waiting: no lease, no slot) and this attempt's handler ends here; the child's end
-        /// requeues the parent, which replays with this step answered from the child's output.
-        /// </summary>
-        protected override async Task<string> RunChildAsync(string name, string workflow, object? input, ChildWorkflowOptions options)
-        {
-            if (claimed.CachedSteps.TryGetValue(name, out var cached)) return cached;
-            var childId = await EmitChildRunAsync(name, workflow, input, options, token).ConfigureAwait(false);
-            var (outcome, payload) = await ctx.Store.AwaitChildAsync(claimed.Id, claimed.Token, name, childId, claimed.Attempt, options.Timeout).ConfigureAwait(false);
-            switch (outcome)
-            {
-                case ChildOutcome.Succeeded:
-                    return payload ?? RedflowJson.Null;
-                case ChildOutcome.Failed:
-                    throw new RunFailedException(childId, RedisStore.ParseError(payload ?? "{}"));
-                case ChildOutcome.Canceled:
-                    throw new CanceledException(childId, string.IsNullOrEmpty(payload) ? null : payload);
-                case ChildOutcome.TimedOut:
-                    throw new RedflowTimeoutException($"Step '{name}': child run {childId} ({workflow}) did not finish within {options.Timeout}.");
-                case ChildOutcome.Waiting:
-                    run.Tell(RunSuspended.Instance);
-                    throw new RunSuspendedException(claimed.Id, childId);
-                case ChildOutcome.Missing:
-                    throw new RedflowException($"Step '{name}': child run {childId} does not exist (its retention passed?).");
-                default:
-                    run.Tell(LeaseLost.Instance);
-                    throw new LeaseLostException(claimed.Id);
-            }
-        }
-
-        private Task<string> EmitChildRunAsync(string name, string workflow, object? input, ChildWorkflowOptions options, CancellationToken ct)
-        {
-            var emit = new EmitOptions { IdempotencyKey = options.IdempotencyKey, RunAt = options.RunAt, Queue = options.Queue };
-            return ctx.Client.EmitAsync(workflow, ctx.Client.SerializeInput(workflow, input), emit, null, null,
-                claimed.Id, null, ct, RunIds.Child(claimed.Id, name, claimed.Attempt));
-        }
-
-        /// <summary>
-        /// Emits the child as a step. Its run id is derived from (parent, step, attempt), so a repeat of this
-        /// attempt (a crash between the emit and the step record) finds the same child instead of a second one.
-        /// </summary>
-        protected override async Task<string> EmitChildAsync(string name, string workflow, object? input, ChildWorkflowOptions options)
-        {
-            var json = await ExecuteAsync(name, async ct =>
-                System.Text.Json.JsonSerializer.Serialize(await EmitChildRunAsync(name, workflow, input, options, ct).ConfigureAwait(false)), null).ConfigureAwait(false);
-            return ReadResult<string>(name, json);
-        }
-    }
+        RunOutcome.Completed => "complete",
+        RunOutcome.Failed => "fail",
+        RunOutcome.Canceled => "cancel",
+        RunOutcome.HandedBack => "hand back",
+        RunOutcome.Suspended => "suspended",
+        _ => "lease lost",
+    };
 }

@@ -5,15 +5,6 @@ using Redflow.Protocol;
 
 namespace Redflow.Runtime;
 
-/// <summary>The handler asks its RunActor to run step <paramref name="Name"/>; the answer comes back through <paramref name="Reply"/> (local only).</summary>
-internal sealed record RunStep(string Name, Func<CancellationToken, Task<string>> Invoke, StepOptions? Options, TaskCompletionSource<string> Reply, System.Diagnostics.Activity? Activity = null);
-
-/// <summary>A step's result is recorded in Redis (told to the RunActor, which caches it for this attempt).</summary>
-internal sealed record StepRecorded(string Name, string Output);
-
-/// <summary>A step's function failed (told to the RunActor, which records the failed step with the run's failure).</summary>
-internal sealed record StepFailed(string Name, Exception Error, TimeSpan Ran);
-
 /// <summary>
 /// One step call that was not served from the cache: runs the step function (off the actor thread),
 /// records its result with the run's fencing token, then answers the handler. A Redis error while
@@ -101,6 +92,7 @@ internal sealed class StepActor : UntypedActor, IWithTimers
 
     private void OnRecorded(Recorded m)
     {
+        _ctx.Health.RedisOk();
         if (m.Outcome == WriteOutcome.Fenced)
         {
             _log.Warning("Run {0}: step '{1}' not recorded: the lease was lost", _run.Id, _step.Name);
@@ -123,9 +115,8 @@ internal sealed class StepActor : UntypedActor, IWithTimers
             Context.Stop(Self);
             return;
         }
-        var delay = Backoff.Delay(++_recordAttempts);
-        _log.Warning(m.Error, "Run {0}: recording step '{1}' failed; retrying in {2}", _run.Id, _step.Name, delay);
-        Timers.StartSingleTimer("retry", new RetryRecord(), delay);
+        _ctx.Health.Failed($"recording step '{_step.Name}' of run {_run.Id}", m.Error);
+        Timers.StartSingleTimer("retry-record", new RetryRecord(), Backoff.Delay(++_recordAttempts));
     }
 
     private void Fail(Exception error)
@@ -136,10 +127,4 @@ internal sealed class StepActor : UntypedActor, IWithTimers
     }
 
     internal static Exception Unwrap(Exception ex) => ex is AggregateException { InnerExceptions.Count: 1 } agg ? Unwrap(agg.InnerExceptions[0]) : ex;
-}
-
-/// <summary>Backoff for retrying a Redis write in place: 100 ms doubling up to 2 s.</summary>
-internal static class Backoff
-{
-    public static TimeSpan Delay(int attempt) => TimeSpan.FromMilliseconds(Math.Min(2000, 100 * Math.Pow(2, Math.Min(attempt - 1, 5))));
 }

@@ -70,8 +70,8 @@ internal sealed class WorkerActor : ReceiveActor, IWithTimers
             foreach (var poller in _pollers) poller.Tell(new StopRun(StopReason.WorkerStopping));
         });
         Receive<Heartbeat>(_ => HeartbeatAsync().PipeTo(Self, success: () => Status.Success.Instance));
-        Receive<Status.Success>(_ => { });
-        Receive<Status.Failure>(f => _log.Warning(f.Cause, "Worker {0}: heartbeat failed", _ctx.Node));
+        Receive<Status.Success>(_ => _ctx.Health.RedisOk());
+        Receive<Status.Failure>(f => _ctx.Health.Failed("refreshing its registration (heartbeat)", f.Cause));
     }
 
     public ITimerScheduler Timers { get; set; } = null!;
@@ -165,7 +165,7 @@ internal sealed class WorkerActor : ReceiveActor, IWithTimers
         {
             // Back off: 100 ms doubling to 5 s, so an outage does not spin. The fallback poll timer is paused meanwhile.
             EndPass(left);
-            var delay = TimeSpan.FromMilliseconds(Math.Min(5000, 100 * Math.Pow(2, Math.Min(++_failures, 6))));
+            var delay = Backoff.Delay(++_failures, Backoff.PollCap);
             Timers.Cancel("poll");
             Timers.StartSingleTimer("backoff", Poll.Instance, delay);
             Timers.StartPeriodicTimer("poll", Poll.Instance, delay + _ctx.Options.BlmoveTimeout);

@@ -57,9 +57,18 @@ internal sealed class WorkerHealth(ILogger logger, string node)
         RedflowTelemetry.RedisReconnects.Add(1);
     }
 
-    /// <summary>A Redis call failed while doing <paramref name="what"/> (a short phrase: "claiming runs on queue q").</summary>
-    public void RedisFailed(string what, Exception error)
+    /// <summary>
+    /// A Redis call failed while doing <paramref name="what"/> (a short phrase: "claiming runs on queue 'q'"). An outage
+    /// (no connection, a timeout, a server loading its data or failing over) is logged once, when the worker loses
+    /// Redis; any other error (a bug, a script error) is logged each time, with its stack trace.
+    /// </summary>
+    public void Failed(string what, Exception error)
     {
+        if (!IsOutage(error))
+        {
+            logger.LogWarning(error, "Worker {Node}: {What} failed", node, what);
+            return;
+        }
         if (Interlocked.Read(ref _disconnectedSinceMs) != 0) return;
         lock (_gate)
         {
@@ -72,19 +81,40 @@ internal sealed class WorkerHealth(ILogger logger, string node)
         RedflowTelemetry.RedisDisconnects.Add(1);
     }
 
+    /// <summary>Whether an error means Redis is unreachable or not serving for now, rather than a fault of the call.</summary>
+    internal static bool IsOutage(Exception error) => Unwrap(error) switch
+    {
+        StackExchange.Redis.RedisConnectionException or StackExchange.Redis.RedisTimeoutException or TimeoutException => true,
+        StackExchange.Redis.RedisServerException e => e.Message.StartsWith("LOADING", StringComparison.Ordinal)
+            || e.Message.StartsWith("BUSY", StringComparison.Ordinal) || e.Message.StartsWith("MASTERDOWN", StringComparison.Ordinal)
+            || e.Message.StartsWith("CLUSTERDOWN", StringComparison.Ordinal) || e.Message.StartsWith("TRYAGAIN", StringComparison.Ordinal)
+            || e.Message.StartsWith("READONLY", StringComparison.Ordinal),
+        ObjectDisposedException => true, // the connection is being disposed: the worker is stopping
+        _ => false,
+    };
+
+    private static Exception Unwrap(Exception error) =>
+        error is AggregateException { InnerExceptions.Count: 1 } a ? Unwrap(a.InnerException!) : error;
+
     /// <summary>A poller's claim came back (with or without runs).</summary>
     public void Polled() => Interlocked.Exchange(ref _lastPollMs, Environment.TickCount64);
 
     /// <summary>The lease renewer renewed its leases (or held none).</summary>
     public void Renewed() => Interlocked.Exchange(ref _lastRenewalMs, Environment.TickCount64);
 
-    /// <summary>The error in one line, without a stack trace: its type and first message line.</summary>
+    /// <summary>The error in one short line, without a stack trace: its type and the first sentence of its message.</summary>
     internal static string Describe(Exception error)
     {
-        var e = error is AggregateException { InnerExceptions.Count: 1 } a ? a.InnerException! : error;
+        var e = Unwrap(error);
         var message = e.Message;
-        var newline = message.IndexOfAny(['\r', '\n']);
-        if (newline >= 0) message = message[..newline];
+        var end = message.IndexOfAny(['\r', '\n']);
+        if (end >= 0) message = message[..end];
+        foreach (var cut in new[] { " - ", "; ", " (" }) // StackExchange.Redis appends its diagnostics after these
+        {
+            var at = message.IndexOf(cut, StringComparison.Ordinal);
+            if (at > 0) message = message[..at];
+        }
+        if (message.Length > 160) message = message[..160] + "...";
         return $"{e.GetType().Name}: {message}";
     }
 }

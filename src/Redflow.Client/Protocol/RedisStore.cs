@@ -128,15 +128,19 @@ internal sealed partial class RedisStore(IConnectionMultiplexer redis, Keys keys
         return runs;
     }
 
-    /// <summary>Renews leases; returns the new deadline and, per run, 0 lost, 1 renewed, 2 renewed with a cancel request.</summary>
-    public async Task<(long DeadlineMs, int[] Codes)> RenewAsync(TimeSpan lease, IReadOnlyList<(string RunId, string Token)> runs)
+    /// <summary>
+    /// Renews leases of <paramref name="worker"/> (which is seen alive by it); returns the new deadline and, per run,
+    /// 0 lost, 1 renewed, 2 renewed with a cancel request.
+    /// </summary>
+    public async Task<(long DeadlineMs, int[] Codes)> RenewAsync(TimeSpan lease, string worker, IReadOnlyList<(string RunId, string Token)> runs)
     {
-        var args = new RedisValue[1 + runs.Count * 2];
+        var args = new RedisValue[2 + runs.Count * 2];
         args[0] = (long)lease.TotalMilliseconds;
+        args[1] = worker;
         for (var i = 0; i < runs.Count; i++)
         {
-            args[1 + i * 2] = runs[i].RunId;
-            args[2 + i * 2] = runs[i].Token;
+            args[2 + i * 2] = runs[i].RunId;
+            args[3 + i * 2] = runs[i].Token;
         }
         var r = (RedisResult[])(await CallAsync(ScriptLibrary.Renew, args).ConfigureAwait(false))!;
         return ((long)r[0], r.Skip(1).Select(x => (int)x).ToArray());

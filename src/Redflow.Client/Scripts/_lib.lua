@@ -113,7 +113,14 @@ end
 
 -- The fields of a run record that holder() and finish() read, in this order.
 local RUN_FIELDS = { 'status', 'token', 'queue', 'workflow', 'created_at', 'attempt', 'max_attempts',
-  'parent_run_id', 'idempotency_key', 'idem_ttl_ms', 'stalls', 'cancel_requested' }
+  'parent_run_id', 'idempotency_key', 'idem_ttl_ms', 'stalls', 'cancel_requested', 'suspect' }
+
+-- The run made progress (a step recorded, a retry scheduled, a child answered): lease expiries before it no
+-- longer count towards abandonment. r: the record's RUN_FIELDS. Writes only when there is something to clear.
+local function progressed(id, r)
+  if r[11] and r[11] ~= '0' then redis.call('HSET', k_run(id), 'stalls', '0') end
+  if r[13] then redis.call('HDEL', k_run(id), 'suspect', 'suspect_at') end
+end
 
 -- Ends a run: status index, finish time, retention, idempotency key window, completion message,
 -- and the parent waiting on it (if any) goes back to its queue to replay.
@@ -165,24 +172,41 @@ local function promote_due(q, now, limit)
   return #due
 end
 
--- Takes back runs of queue q whose lease expired: requeued at the front (resumes + 1), or failed as
--- abandoned once `abandon_after` leases in a row expired with no step recorded in between.
+-- Takes back runs of queue q whose lease expired: requeued at the front (resumes + 1), or failed as abandoned
+-- once `abandon_after` leases in a row expired with no progress while their holders died.
+-- A lease can lapse without its worker dying: Redis was paused or unreachable past the lease, or a claim's
+-- answer came too late. So an expiry is judged only at the run's next expiry, when it is known whether its
+-- holder was seen in Redis (renew, claim, heartbeat: workers:seen) after that lease ran out: seen, it was a
+-- hiccup (counted in lease_lapses); never seen again, the worker died with the run (a stall). The current
+-- expiry is presumed a death only to decide abandonment: a run is failed at its abandon_after-th expiry in a
+-- row when every earlier one was a death.
 local function reclaim_expired(q, now, limit, abandon_after)
   local expired = redis.call('ZRANGEBYSCORE', k_leases(q), '-inf', now, 'LIMIT', 0, limit)
   for _, id in ipairs(expired) do
     local run = k_run(id)
-    local r = redis.call('HMGET', run, 'status', 'workflow', 'created_at')
+    local r = redis.call('HMGET', run, 'status', 'workflow', 'created_at', 'worker', 'lease_until', 'stalls', 'suspect', 'suspect_at')
     release(id, q, r[2])
     redis.call('HDEL', run, 'token') -- the lost holder is fenced for good, also against "already done" answers
     if r[1] == 'running' then
       redis.call('HINCRBY', K_COUNTERS, 'reaped', 1)
       redis.call('HINCRBY', run, 'resumes', 1)
-      local stalls = redis.call('HINCRBY', run, 'stalls', 1)
-      if stalls >= abandon_after then
+      local stalls = tonumber(r[6] or '0')
+      if r[7] then
+        local seen = redis.call('ZSCORE', K_WORKERS_SEEN, r[7])
+        if seen and tonumber(seen) > tonumber(r[8] or '0') then
+          stalls = 0 -- its holder lived on: a hiccup, not a death; the count starts over
+          redis.call('HINCRBY', K_COUNTERS, 'lease_lapses', 1)
+        else
+          stalls = stalls + 1
+        end
+      end
+      if stalls + 1 >= abandon_after then
+        redis.call('HSET', run, 'stalls', int(stalls + 1))
         fail_final(id, cjson.encode({ type = 'Redflow.AbandonedRun',
-          message = 'The run was abandoned: its lease expired ' .. stalls .. ' times in a row with no step recorded (its workers died or stalled).' }),
+          message = 'The run was abandoned: its lease expired ' .. (stalls + 1) .. ' times in a row with no step recorded, its workers dying with it.' }),
           now, has_on_failure(r[2]) and now)
       else
+        redis.call('HSET', run, 'stalls', int(stalls), 'suspect', r[4] or '', 'suspect_at', r[5] or int(now))
         requeue(id, q, r[2], 'running', tonumber(r[3]), 0, now, true)
       end
     end

@@ -25,7 +25,7 @@ if c[1] == 'succeeded' then
     redis.call('HSET', k_steps(id), step, '{"seq":' .. (redis.call('HLEN', k_steps(id)) + 1) .. ',"started_at":' .. now ..
       ',"finished_at":' .. now .. ',"name":' .. cjson.encode(step) .. ',"status":"succeeded","attempt":' .. ARGV[5] ..
       ',"child_run_id":' .. cjson.encode(child) .. ',"output":' .. c[2] .. '}')
-    redis.call('HSET', k_run(id), 'stalls', 0)
+    progressed(id, r)
   end
   return { 'succeeded', c[2] }
 end

@@ -17,6 +17,7 @@ local prior = redis.call('GET', k_claim(req))
 if prior then return cjson.decode(prior) end
 
 local now = now_ms()
+redis.call('ZADD', K_WORKERS_SEEN, int(now), worker) -- alive: lease expiries of its runs are hiccups, not deaths
 promote_due(q, now, 100)
 reclaim_expired(q, now, 20, tonumber(ARGV[6]))
 

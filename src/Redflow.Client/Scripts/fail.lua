@@ -34,7 +34,8 @@ end
 release(id, r[3], r[4])
 local attempt, max_attempts = tonumber(r[6]), tonumber(r[7])
 if ARGV[4] == '1' and attempt < max_attempts then
-  redis.call('HSET', run, 'error', ARGV[3], 'attempt', attempt + 1, 'stalls', 0)
+  redis.call('HSET', run, 'error', ARGV[3], 'attempt', attempt + 1)
+  progressed(id, r)
   redis.call('HINCRBY', K_COUNTERS, 'retried', 1)
   local available = now + tonumber(ARGV[5])
   requeue(id, r[3], r[4], 'running', tonumber(r[5]), available, now, false)

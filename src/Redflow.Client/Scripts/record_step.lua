@@ -17,5 +17,5 @@ local now = now_ms()
 local seq = redis.call('HLEN', k_steps(id)) + 1
 local record = '{"seq":' .. seq .. ',"started_at":' .. (now - tonumber(ARGV[5])) .. ',"finished_at":' .. now .. ',' .. string.sub(ARGV[4], 2)
 redis.call('HSET', k_steps(id), name, record)
-if r[11] ~= '0' then redis.call('HSET', k_run(id), 'stalls', 0) end -- progress: the abandonment count starts over
+progressed(id, r) -- the abandonment count starts over
 return { 'ok' }

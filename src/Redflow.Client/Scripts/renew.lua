@@ -2,13 +2,15 @@
   renew: extends every lease a worker holds, in one call.
   KEYS[1] namespace base
   ARGV[1] lease ms
-  ARGV[2..] pairs: run id, token
+  ARGV[2] worker id (node): seen now (workers:seen), so lease expiries of its runs are known as hiccups, not deaths
+  ARGV[3..] pairs: run id, token
   Returns {deadline ms, code per pair...}: code 1 renewed, 2 renewed and cancel requested, 0 lost.
 ]]
 local now = now_ms()
 local deadline = now + tonumber(ARGV[1])
 local out = { deadline }
-for i = 2, #ARGV, 2 do
+redis.call('ZADD', K_WORKERS_SEEN, int(now), ARGV[2])
+for i = 3, #ARGV, 2 do
   local id = ARGV[i]
   local r, held = holder(id, ARGV[i + 1])
   if held then

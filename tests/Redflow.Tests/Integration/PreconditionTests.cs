@@ -1,5 +1,3 @@
-using System.Diagnostics;
-
 namespace Redflow.Tests.Integration;
 
 /// <summary>G11 on a Redis server of this test's own (its configuration is changed here), and two reapers at once.</summary>
@@ -8,34 +6,21 @@ public sealed class PreconditionTests : WorkerTest
     [Fact]
     public async Task G11_a_worker_refuses_an_evicting_redis_unless_told_to_skip_the_check()
     {
-        var port = Fixtures.RedisServer.FreePort();
-        var dir = Directory.CreateTempSubdirectory("redflow-g11").FullName;
-        using var server = Process.Start(new ProcessStartInfo("redis-server",
-            ["--bind", "127.0.0.1", "--port", port.ToString(), "--save", "", "--appendonly", "no", "--dir", dir, "--maxmemory-policy", "allkeys-lru"])
-            { RedirectStandardOutput = true, UseShellExecute = false })!;
-        try
+        await using var server = await Fixtures.PrivateRedis.StartAsync(config: ["--maxmemory-policy", "allkeys-lru"]);
+        var workflow = Workflows.Define("g11", async ctx => null);
+        var options = new StartWorkerOptions { Url = server.Url, Workflows = [workflow] };
+        RedflowException? refused = null;
+        await EventuallyAsync(async () =>
         {
-            var url = $"redis://127.0.0.1:{port}";
-            var workflow = Workflows.Define("g11", async ctx => null);
-            var options = new StartWorkerOptions { Url = url, Workflows = [workflow] };
-            RedflowException? refused = null;
-            await EventuallyAsync(async () =>
-            {
-                try { await (await RedflowWorker.StartAsync(options)).StopAsync(); }
-                catch (RedflowException ex) when (ex.Message.Contains("maxmemory-policy")) { refused = ex; }
-                catch (RedflowException) { } // not up yet
-                return refused is not null;
-            }, "the worker refuses the evicting server");
-            Assert.Contains("noeviction", refused!.Message);
-            Assert.Contains("SkipPreconditionChecks", refused.Message);
+            try { await (await RedflowWorker.StartAsync(options)).StopAsync(); }
+            catch (RedflowException ex) when (ex.Message.Contains("maxmemory-policy")) { refused = ex; }
+            catch (RedflowException) { } // not up yet
+            return refused is not null;
+        }, "the worker refuses the evicting server");
+        Assert.Contains("noeviction", refused!.Message);
+        Assert.Contains("SkipPreconditionChecks", refused.Message);
 
-            await using var anyway = await RedflowWorker.StartAsync(options with { SkipPreconditionChecks = true });
-        }
-        finally
-        {
-            server.Kill();
-            await server.WaitForExitAsync();
-        }
+        await using var anyway = await RedflowWorker.StartAsync(options with { SkipPreconditionChecks = true });
     }
 
     [Fact]

@@ -11,7 +11,16 @@ internal sealed class WorkerProcess : IAsyncDisposable
 
     public int Pid => _process.Id;
 
-    public static async Task<WorkerProcess> StartAsync(string prefix, string ledger, TimeSpan lease, int stepTwoSleepMs)
+    private readonly List<string> _output = [];
+
+    /// <summary>What the worker printed after "ready" (stdout and stderr), one entry a line.</summary>
+    public IReadOnlyList<string> Output
+    {
+        get { lock (_output) return [.. _output]; }
+    }
+
+    /// <summary>Starts a worker on the shared Redis, or on <paramref name="url"/>; <paramref name="log"/> makes it log to stdout (see <see cref="Output"/>).</summary>
+    public static async Task<WorkerProcess> StartAsync(string prefix, string ledger, TimeSpan lease, int stepTwoSleepMs, string? url = null, bool log = false)
     {
         var info = new ProcessStartInfo("dotnet")
         {
@@ -20,7 +29,8 @@ internal sealed class WorkerProcess : IAsyncDisposable
             RedirectStandardError = true,
             UseShellExecute = false,
         };
-        foreach (var arg in new[] { DllPath(), TestEnv.Url, prefix, ledger, ((int)lease.TotalMilliseconds).ToString(), stepTwoSleepMs.ToString() })
+        if (log) info.Environment["REDFLOW_TEST_LOG"] = "1";
+        foreach (var arg in new[] { DllPath(), url ?? TestEnv.Url, prefix, ledger, ((int)lease.TotalMilliseconds).ToString(), stepTwoSleepMs.ToString() })
             info.ArgumentList.Add(arg);
         var process = Process.Start(info)!;
         var ready = Task.Run(async () =>
@@ -31,9 +41,16 @@ internal sealed class WorkerProcess : IAsyncDisposable
         });
         if (!await ready.WaitAsync(TimeSpan.FromSeconds(60)))
             throw new InvalidOperationException($"The test worker exited before it was ready: {await process.StandardError.ReadToEndAsync()}");
-        _ = process.StandardOutput.ReadToEndAsync(); // keep draining
-        _ = process.StandardError.ReadToEndAsync();
-        return new WorkerProcess(process);
+        var worker = new WorkerProcess(process);
+        _ = worker.DrainAsync(process.StandardOutput); // keep draining, and keep what it prints
+        _ = worker.DrainAsync(process.StandardError);
+        return worker;
+    }
+
+    private async Task DrainAsync(StreamReader reader)
+    {
+        while (await reader.ReadLineAsync() is { } line)
+            lock (_output) _output.Add(line);
     }
 
     /// <summary>SIGKILL: no shutdown code runs.</summary>

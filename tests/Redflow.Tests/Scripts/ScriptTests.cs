@@ -26,8 +26,8 @@ public sealed class ScriptTests
     private async Task<string> EmitAsync(string id, string workflow = "wf", string? key = null, TimeSpan? delay = null) =>
         (await _store.EmitAsync(id, workflow, "{}", null, null, null, delay, key, TimeSpan.FromHours(24), null, null)).RunId;
 
-    private async Task<ClaimedRun> ClaimOneAsync(string request = "r1") =>
-        Assert.Single(await _store.ClaimAsync("q", 1, "node-1", Lease, request, 3));
+    private async Task<ClaimedRun> ClaimOneAsync(string request = "r1", string worker = "node-1") =>
+        Assert.Single(await _store.ClaimAsync("q", 1, worker, Lease, request, 3));
 
     private async Task<int> StatusIndexesContaining(string id)
     {
@@ -119,9 +119,9 @@ public sealed class ScriptTests
         await RegisterAsync();
         await EmitAsync("run_a");
         var run = await ClaimOneAsync();
-        var (deadline, codes) = await _store.RenewAsync(Lease, [(run.Id, run.Token), (run.Id, "999999")]);
+        var (deadline, codes) = await _store.RenewAsync(Lease, "node-1", [(run.Id, run.Token), (run.Id, "999999")]);
         Assert.Equal([1, 0], codes);
-        var (again, codes2) = await _store.RenewAsync(Lease, [(run.Id, run.Token)]);
+        var (again, codes2) = await _store.RenewAsync(Lease, "node-1", [(run.Id, run.Token)]);
         Assert.Equal([1], codes2);
         Assert.True(again >= deadline);
         Assert.Equal(again, (long)(await Db.SortedSetScoreAsync(K.Leases("q"), run.Id))!.Value);
@@ -252,13 +252,14 @@ public sealed class ScriptTests
     }
 
     [Fact]
-    public async Task G4_reap_takes_back_expired_leases_once_and_abandons_a_run_that_never_progresses()
+    public async Task G4_reap_takes_back_expired_leases_once_and_abandons_a_run_whose_workers_die_with_it()
     {
         await RegisterAsync();
         await EmitAsync("run_a");
         for (var expiry = 1; expiry <= 3; expiry++)
         {
-            var run = await ClaimOneAsync($"r{expiry}");
+            // Each holder dies with the run: it is never seen in Redis again after its lease ran out.
+            var run = await ClaimOneAsync($"r{expiry}", worker: $"dead-{expiry}");
             await Db.SortedSetAddAsync(K.Leases("q"), run.Id, 0);
             var reaped = await _store.ReapAsync(100, 3, TimeSpan.FromSeconds(30));
             Assert.Equal(1, reaped.Reclaimed);
@@ -268,6 +269,42 @@ public sealed class ScriptTests
         Assert.Equal(RunStatus.Failed, record.Status);
         Assert.Contains("abandoned", record.Error!.Message);
         Assert.Equal(1, await StatusIndexesContaining("run_a"));
+    }
+
+    [Fact]
+    public async Task G4_a_lease_that_lapsed_while_its_worker_lived_on_is_not_a_stall()
+    {
+        await RegisterAsync();
+        await EmitAsync("run_a");
+        for (var expiry = 1; expiry <= 6; expiry++)
+        {
+            // Redis paused past the lease: the lease runs out, but its worker is seen again afterwards.
+            var run = await ClaimOneAsync($"r{expiry}", worker: "alive");
+            await Db.SortedSetAddAsync(K.Leases("q"), run.Id, 0);
+            var leaseUntil = (long)await Db.HashGetAsync(K.Run(run.Id), "lease_until");
+            await Db.SortedSetAddAsync(K.WorkersSeen, "alive", leaseUntil + 1);
+            Assert.Equal(1, (await _store.ReapAsync(100, 3, TimeSpan.FromSeconds(30))).Reclaimed);
+        }
+        var record = (await _store.GetRunAsync("run_a"))!;
+        Assert.Equal((RunStatus.Queued, 6), (record.Status, record.Resumes));
+        Assert.Equal(5, (long)await Db.HashGetAsync(K.Counters, "lease_lapses")); // the sixth is judged at the next expiry
+
+        // Two deaths in a row after that, and the third expiry fails it; a recorded step in between starts the count over.
+        var a = await ClaimOneAsync("d1", worker: "dead-1");
+        await Db.SortedSetAddAsync(K.Leases("q"), a.Id, 0);
+        await _store.ReapAsync(100, 3, TimeSpan.FromSeconds(30));
+        var b = await ClaimOneAsync("d2", worker: "dead-2");
+        Assert.Equal(WriteOutcome.Ok, (await _store.RecordStepAsync(b.Id, b.Token, "s1", 1, "1", TimeSpan.Zero)).Outcome);
+        await Db.SortedSetAddAsync(K.Leases("q"), b.Id, 0);
+        await _store.ReapAsync(100, 3, TimeSpan.FromSeconds(30));
+        Assert.Equal(RunStatus.Queued, (await _store.GetRunAsync("run_a"))!.Status); // progress: dead-1 no longer counts
+        for (var i = 3; i <= 4; i++)
+        {
+            var c = await ClaimOneAsync($"d{i}", worker: $"dead-{i}");
+            await Db.SortedSetAddAsync(K.Leases("q"), c.Id, 0);
+            await _store.ReapAsync(100, 3, TimeSpan.FromSeconds(30));
+        }
+        Assert.Equal(RunStatus.Failed, (await _store.GetRunAsync("run_a"))!.Status); // dead-2, dead-3 confirmed, dead-4 presumed
     }
 
     [Fact]
@@ -299,7 +336,7 @@ public sealed class ScriptTests
         var run = await ClaimOneAsync();
         Assert.True(await _store.CancelAsync("run_r", "stop"));
         Assert.True(await _store.CancelAsync("run_r", "stop")); // still under way
-        var codes = (await _store.RenewAsync(Lease, [(run.Id, run.Token)])).Codes;
+        var codes = (await _store.RenewAsync(Lease, "node-1", [(run.Id, run.Token)])).Codes;
         Assert.Equal(new[] { 2 }, codes);
         Assert.True(await _store.CancelAsync("run_r", null, run.Token)); // the holder acknowledges
         Assert.False(await _store.CancelAsync("run_r", null, run.Token));

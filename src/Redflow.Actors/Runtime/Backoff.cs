@@ -1,0 +1,18 @@
+namespace Redflow.Runtime;
+
+/// <summary>
+/// The one backoff of the runtime, for a Redis call retried after a failure (a write retried in place, a claim, a
+/// reap, a cron tick): 100 ms doubling per failure in a row, up to a cap, so an outage does not spin.
+/// </summary>
+internal static class Backoff
+{
+    /// <summary>The cap of a write retried in place (its lease is running out meanwhile).</summary>
+    public static readonly TimeSpan WriteCap = TimeSpan.FromSeconds(2);
+
+    /// <summary>The cap of a periodic call (claims, reaps, cron ticks) while Redis is unreachable.</summary>
+    public static readonly TimeSpan PollCap = TimeSpan.FromSeconds(5);
+
+    /// <summary>The delay after the <paramref name="failures"/>-th failure in a row (1-based), at most <paramref name="cap"/> (default <see cref="WriteCap"/>).</summary>
+    public static TimeSpan Delay(int failures, TimeSpan? cap = null) =>
+        TimeSpan.FromMilliseconds(Math.Min((cap ?? WriteCap).TotalMilliseconds, 100 * Math.Pow(2, Math.Clamp(failures - 1, 0, 16))));
+}
