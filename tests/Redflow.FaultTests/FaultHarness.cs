@@ -112,10 +112,13 @@ internal sealed class FaultHarness : IAsyncDisposable
         Task[] pending;
         lock (_background) pending = [.. _background];
         await Task.WhenAll(pending);
-        _log($"fault phase over after {clock.Elapsed:mm\\:ss}; quiet period");
+        _log($"fault phase over after {clock.Elapsed:mm\\:ss}; hiccup phase");
 
-        // Quiet: every worker slot has a live, running worker; Redis is up.
+        // Every worker slot has a live, running worker; Redis is up. Then Redis pauses twice while never-failing
+        // runs are in flight, and the quiet period.
         await HealAsync();
+        await HiccupsAsync();
+        _log($"hiccup phase over after {clock.Elapsed:mm\\:ss}; quiet period");
         await QuietAsync();
         stop.Cancel();
         await sampler;
@@ -243,6 +246,34 @@ internal sealed class FaultHarness : IAsyncDisposable
                 else _report.Count("cancels of finished runs");
             }
             catch (Exception) { _report.Count("cancels failed (fault)"); }
+        }
+    }
+
+    /// <summary>Emit kinds whose runs never fail: one of them that ends Failed (abandoned or otherwise) is a violation.</summary>
+    private static readonly HashSet<string> NeverFails = ["parent", "capped", "idempotent", "main-canceled", "steady"];
+
+    /// <summary>
+    /// Redis pauses as production meets them, and nothing else: two <c>CLIENT PAUSE</c>s past the lease a few seconds
+    /// apart, while runs of a workflow that never fails are in flight (claims are sent during the pauses and answered
+    /// after them). None of them may fail (issue 14: such pauses once failed healthy runs as abandoned).
+    /// </summary>
+    private async Task HiccupsAsync()
+    {
+        var rng = new Random(_profile.Seed * 7 + 3);
+        for (var i = 0; i < 60; i++)
+        {
+            var handle = await _clients[i % _clients.Length].EmitWorkflowAsync("fault-main", Plan(rng, 3, 8, false));
+            _emitted.Add(new Emitted(handle.RunId, "steady", null));
+            _report.Count("emits acknowledged");
+        }
+        for (var pause = 0; pause < 2; pause++)
+        {
+            await Task.Delay(TimeSpan.FromSeconds(1 + 2 * rng.NextDouble())); // runs under way, then a few seconds apart
+            var ms = (int)(_profile.Lease.TotalMilliseconds * (1.3 + 0.5 * rng.NextDouble()));
+            _log($"hiccup: CLIENT PAUSE {ms}");
+            await _redis.CliAsync("CLIENT", "PAUSE", ms.ToString(CultureInfo.InvariantCulture));
+            _report.Fault("client-pause-twice (hiccup phase)");
+            await Task.Delay(ms);
         }
     }
 
@@ -507,6 +538,13 @@ internal sealed class FaultHarness : IAsyncDisposable
                 && ledger.TokenOf(inv.GetString()!) is { } t)
                 CheckFenced(ledger, r.Id, t, r.FinishedAt!.Value.ToUnixTimeMilliseconds(), "completion");
         }
+
+        // A healthy run never fails: Redis pauses, restarts and dropped connections are not its workers dying (G4).
+        foreach (var e in emitted.Where(e => NeverFails.Contains(e.Kind)))
+            if (runs.TryGetValue(e.RunId, out var r) && r.Status == RunStatus.Failed)
+                _report.Violation($"G4: {e.Kind} run {r.Id} of a workflow that never fails failed: {r.Error?.Type}: {r.Error?.Message}");
+        _report.Count("never-failing runs abandoned", emitted.Count(e => NeverFails.Contains(e.Kind)
+            && runs.TryGetValue(e.RunId, out var r) && r.Error?.Type == "Redflow.AbandonedRun"));
 
         // Poison and invalid input fail at once (G8).
         foreach (var e in emitted.Where(e => e.Kind is "poison" or "invalid"))
