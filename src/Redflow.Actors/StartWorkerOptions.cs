@@ -66,7 +66,11 @@ public sealed record StartWorkerOptions
     /// </summary>
     public TimeSpan UnknownWorkflowGrace { get; init; } = TimeSpan.FromMinutes(5);
 
-    /// <summary>A run is failed as abandoned after this many lease expiries in a row with no step recorded. Default 3.</summary>
+    /// <summary>
+    /// A run is failed as abandoned after this many lease expiries in a row with no step recorded, whose holders died
+    /// with it (were not seen in Redis after their lease ran out; a lease that lapsed while Redis was paused or
+    /// unreachable does not count). Default 3.
+    /// </summary>
     public int AbandonAfter { get; init; } = 3;
 
     /// <summary>Outputs and step results larger than this (UTF-8 JSON) fail with a clear error. Default 512 KiB.</summary>
