@@ -45,7 +45,11 @@ public sealed record StartWorkerOptions
     /// <summary>How long a lease lasts without renewal; renewed every third of it. Default 15 s.</summary>
     public TimeSpan Lease { get; init; } = TimeSpan.FromSeconds(15);
 
-    /// <summary>The idle wait of a poller between fallback polls (a doorbell message wakes it earlier). Default 1 s.</summary>
+    /// <summary>
+    /// How long an idle worker waits between fallback polls of its queues; a doorbell message (published when a queue
+    /// gets ready runs) wakes it earlier. No blocking pop is issued: the name is kept from the API. Must be below the
+    /// connection's timeout. Default 1 s.
+    /// </summary>
     public TimeSpan BlmoveTimeout { get; init; } = TimeSpan.FromSeconds(1);
 
     /// <summary>How often the reaper takes back expired leases and promotes due runs. Default 1 s.</summary>
@@ -79,8 +83,12 @@ public sealed record StartWorkerOptions
     /// <summary>Start even when Redis is older than 7 or its <c>maxmemory-policy</c> is not <c>noeviction</c> (not recommended). Default false.</summary>
     public bool SkipPreconditionChecks { get; init; }
 
-    /// <summary>Run the reaper in this worker (standalone). In a cluster the reaper runs once per cluster instead. Default true.</summary>
-    public bool RunReaper { get; init; } = true;
+    /// <summary>
+    /// Run the reaper and the cron actor with this worker: its own when standalone, or this node's share of the cluster
+    /// singletons (they run once per cluster, on the oldest node that has them). False leaves both to other workers;
+    /// claims still take back expired leases they meet. Default true.
+    /// </summary>
+    public bool RunReaperAndCron { get; init; } = true;
 
     /// <summary>Services for class-style workflows (constructor injection), or null to use their parameterless constructor.</summary>
     public IServiceProvider? Services { get; init; }

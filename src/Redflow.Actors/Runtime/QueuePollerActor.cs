@@ -4,34 +4,21 @@ using Redflow.Protocol;
 
 namespace Redflow.Runtime;
 
-/// <summary>Claim up to <paramref name="Max"/> runs from this poller's queue (slots the worker reserved for this pass).</summary>
+/// <summary>Told to a poller by the WorkerActor: claim up to <paramref name="Max"/> runs from its queue (slots the worker reserved for this pass).</summary>
 internal sealed record ClaimRuns(int Max, ClaimPass Pass);
 
-/// <summary>The poller's answer: how many of the reserved slots it filled (each now has a RunActor), or that the claim failed.</summary>
-internal sealed record RunsClaimed(int Count, bool Failed, int Reserved, ClaimPass Pass);
-
-/// <summary>A slot freed by a RunActor was reused by a run it claimed on completing, after its SlotFreed was sent.</summary>
-internal sealed record SlotTaken
-{
-    public static readonly SlotTaken Instance = new();
-}
-
-/// <summary>Told to the poller by a RunActor that completed its run and claimed the next one for its slot (sent and answered at these local timestamps).</summary>
-internal sealed record NextRunClaimed(IReadOnlyList<ClaimedRun> Runs, long SentAt, long ReceivedAt);
-
-/// <summary>Where a pass over the worker's queues stands: the queue it is at and the runs it claimed so far.</summary>
-internal sealed record ClaimPass(int Queue, int Claimed);
-
-/// <summary>A RunActor of this poller stopped: its slot is free again.</summary>
-internal sealed record SlotFreed
-{
-    public static readonly SlotFreed Instance = new();
-}
+/// <summary>
+/// Told to its poller by a RunActor as it stops (always, from PostStop): the run's attempt is over. <paramref name="Next"/>
+/// holds the run its completion claimed for the same slot, sent and answered at these local timestamps: the slot passes
+/// on to it. Carrying the next run in the same message as the end means the two cannot be told apart by a race.
+/// </summary>
+internal sealed record RunEnded(string RunId, string Token, IReadOnlyList<ClaimedRun> Next, long SentAt = 0, long ReceivedAt = 0);
 
 /// <summary>
 /// One per queue. Claims runs with the non-blocking claim script when the worker offers free slots, and
 /// spawns a supervised RunActor per leased run. A claim that fails is reported (the worker backs off);
 /// an unanswered claim is repeated with the same request id, so a lost answer does not strand leased runs.
+/// When a run ends, its slot goes to the run its completion claimed, or back to the worker (<see cref="SlotFreed"/>).
 /// </summary>
 internal sealed class QueuePollerActor : ReceiveActor
 {
@@ -48,8 +35,6 @@ internal sealed class QueuePollerActor : ReceiveActor
     private readonly IActorRef _onFailure;
     private string? _unansweredRequest;
     private readonly Dictionary<string, (string Token, IActorRef Actor)> _runs = new(StringComparer.Ordinal);
-    private readonly Dictionary<IActorRef, string> _runOfActor = [];
-    private readonly HashSet<IActorRef> _slotPassedOn = [];
 
     public QueuePollerActor(WorkerContext ctx, string queue, IActorRef renewer, IActorRef onFailure)
     {
@@ -65,16 +50,10 @@ internal sealed class QueuePollerActor : ReceiveActor
             _ctx.Health.Failed($"claiming runs on queue '{_queue}'", m.Error);
             m.ReplyTo.Tell(new RunsClaimed(0, Failed: true, m.Request.Max, m.Request.Pass));
         });
-        Receive<NextRunClaimed>(OnNextRunClaimed);
+        Receive<RunEnded>(OnRunEnded);
         Receive<StopRun>(m =>
         {
             foreach (var child in Context.GetChildren()) child.Tell(m);
-        });
-        Receive<Terminated>(m =>
-        {
-            if (_runOfActor.Remove(m.ActorRef, out var runId) && _runs.TryGetValue(runId, out var run) && run.Actor.Equals(m.ActorRef))
-                _runs.Remove(runId);
-            if (!_slotPassedOn.Remove(m.ActorRef)) Context.Parent.Tell(SlotFreed.Instance);
         });
     }
 
@@ -101,19 +80,22 @@ internal sealed class QueuePollerActor : ReceiveActor
         m.ReplyTo.Tell(new RunsClaimed(started, Failed: false, m.Request.Max, m.Request.Pass));
     }
 
-    /// <summary>A completing RunActor claimed the next run for its slot: the slot passes on to the new run.</summary>
-    private void OnNextRunClaimed(NextRunClaimed m)
+    /// <summary>A run's attempt is over: its slot passes on to the run its completion claimed, or goes back to the worker.</summary>
+    private void OnRunEnded(RunEnded m)
     {
-        if (_ctx.Lifecycle.Draining)
+        if (_runs.TryGetValue(m.RunId, out var run) && run.Token == m.Token) _runs.Remove(m.RunId);
+        var passedOn = false;
+        foreach (var next in m.Next)
         {
-            foreach (var run in m.Runs) Logged(_ctx.Store.HandBackAsync(run.Id, run.Token, TimeSpan.Zero), $"handing back run {run.Id} (claimed as the worker began to stop)");
-            return;
+            if (passedOn || _ctx.Lifecycle.Draining)
+            {
+                // Claimed as the worker began to stop (or, never, a second run for one slot): back to the queue.
+                Logged(_ctx.Store.HandBackAsync(next.Id, next.Token, TimeSpan.Zero), $"handing back run {next.Id} (claimed as the worker began to stop)");
+                continue;
+            }
+            passedOn = StartRun(next, m.SentAt, m.ReceivedAt);
         }
-        var started = m.Runs.Count(run => StartRun(run, m.SentAt, m.ReceivedAt));
-        if (started == 0) return;
-        // The completing actor's slot goes to the new run. If its Terminated came first, its slot was already freed.
-        if (_runOfActor.ContainsKey(Sender)) _slotPassedOn.Add(Sender);
-        else Context.Parent.Tell(SlotTaken.Instance);
+        if (!passedOn) Context.Parent.Tell(SlotFreed.Instance);
     }
 
     /// <summary>Starts a RunActor for a leased run (claimed by a call sent and answered at these local timestamps); false when it needs no slot here.</summary>
@@ -143,9 +125,7 @@ internal sealed class QueuePollerActor : ReceiveActor
         }
         var deadline = _ctx.LeaseDeadline(run.LeaseDeadlineMs, sentAt, receivedAt);
         var actor = Context.ActorOf(Props.Create<RunActor>(_ctx, run, definition, _renewer, _onFailure, deadline), $"run-{run.Id}-{run.Token}");
-        Context.Watch(actor);
         _runs[run.Id] = (run.Token, actor);
-        _runOfActor[actor] = run.Id;
         return true;
     }
 

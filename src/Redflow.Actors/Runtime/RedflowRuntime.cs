@@ -10,7 +10,7 @@ namespace Redflow.Runtime;
 
 /// <summary>
 /// One worker's runtime on an actor system: checks the options and Redis, publishes the workflows, starts the
-/// WorkerActor and the doorbell and cancel subscriptions. <see cref="RedflowWorker"/> runs it on an actor system
+/// WorkerActor, the reaper and the cron actor beside it, and the doorbell and cancel subscriptions. <see cref="RedflowWorker"/> runs it on an actor system
 /// of its own; <c>WithRedflowWorker</c> runs it on the host's.
 /// </summary>
 internal sealed class RedflowRuntime
@@ -21,9 +21,12 @@ internal sealed class RedflowRuntime
     private readonly ILogger _logger;
     private int _stopped;
 
-    private RedflowRuntime(IActorRef worker, RedisHandle redis, ChannelMessageQueue[] subscriptions, StartWorkerOptions options, ILogger logger, string node, WorkerHealth health)
+    private readonly IActorRef[] _singletons;
+
+    private RedflowRuntime(IActorRef worker, IActorRef[] singletons, RedisHandle redis, ChannelMessageQueue[] subscriptions, StartWorkerOptions options, ILogger logger, string node, WorkerHealth health)
     {
         Worker = worker;
+        _singletons = singletons;
         Health = health;
         _redis = redis;
         _subscriptions = subscriptions;
@@ -65,8 +68,12 @@ internal sealed class RedflowRuntime
             await Registration.RegisterAsync(ctx).ConfigureAwait(false);
 
             var clustered = system is ExtendedActorSystem { Provider: Akka.Cluster.IClusterActorRefProvider };
-            // The name depends only on the prefix, so the cluster singletons below it have the same path on every node.
-            var worker = system.ActorOf(Props.Create(() => new WorkerActor(ctx, clustered)), "redflow-" + Slug(options.Prefix));
+            // Names depend only on the prefix, so the cluster singletons have the same path on every node.
+            var name = "redflow-" + Slug(options.Prefix);
+            var worker = system.ActorOf(Props.Create(() => new WorkerActor(ctx)), name);
+            IActorRef[] singletons = options.RunReaperAndCron
+                ? [Singleton(system, clustered, ReaperActor.SupervisedProps(ctx), name + "-reaper"), Singleton(system, clustered, CronActor.SupervisedProps(ctx), name + "-cron")]
+                : [];
             var subscriber = mux.GetSubscriber();
             var doorbell = await subscriber.SubscribeAsync(store.Keys.Doorbell).ConfigureAwait(false);
             doorbell.OnMessage(_ => worker.Tell(Poll.Instance));
@@ -74,7 +81,7 @@ internal sealed class RedflowRuntime
             cancels.OnMessage(m => worker.Tell(new CancelRequested((string)m.Message!)));
             logger.LogInformation("Redflow worker {Node} ({App}) started: queues {Queues}, concurrency {Concurrency}, {Mode}",
                 node, options.App, string.Join(", ", options.EffectiveQueues), options.Concurrency, clustered ? "reaper and cron as cluster singletons" : "standalone");
-            return new RedflowRuntime(worker, redis, [doorbell, cancels], options, logger, node, ctx.Health);
+            return new RedflowRuntime(worker, singletons, redis, [doorbell, cancels], options, logger, node, ctx.Health);
         }
         catch
         {
@@ -100,11 +107,24 @@ internal sealed class RedflowRuntime
         {
             foreach (var subscription in _subscriptions) await subscription.UnsubscribeAsync().ConfigureAwait(false);
             // Stop the actors (reaper, cron, heartbeat timers) before the connection they use goes away.
-            try { await Worker.GracefulStop(TimeSpan.FromSeconds(5)).ConfigureAwait(false); }
+            try { await Task.WhenAll(_singletons.Append(Worker).Select(a => a.GracefulStop(TimeSpan.FromSeconds(5)))).ConfigureAwait(false); }
             catch (TaskCanceledException) { _logger.LogWarning("Worker {Node}: actors did not stop within 5 s", Node); }
             await _redis.DisposeAsync().ConfigureAwait(false);
             _logger.LogInformation("Redflow worker {Node} stopped", Node);
         }
+    }
+
+    /// <summary>
+    /// The reaper or the cron actor. Standalone, this worker runs its own. In an Akka.Cluster it runs once per
+    /// cluster, as a singleton managed on every node (the oldest node hosts it; a crash moves it). Correctness never
+    /// depends on its uniqueness: the scripts make two at once harmless, and claims reclaim expired leases
+    /// themselves, so liveness does not wait for a singleton hand-over.
+    /// </summary>
+    private static IActorRef Singleton(ActorSystem system, bool clustered, Props props, string name)
+    {
+        if (!clustered) return system.ActorOf(props, name);
+        var settings = Akka.Cluster.Tools.Singleton.ClusterSingletonManagerSettings.Create(system).WithSingletonName("singleton");
+        return system.ActorOf(Akka.Cluster.Tools.Singleton.ClusterSingletonManager.Props(props, PoisonPill.Instance, settings), name);
     }
 
     private static string Slug(string prefix)

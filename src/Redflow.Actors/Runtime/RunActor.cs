@@ -83,7 +83,7 @@ internal sealed class RunActor : UntypedActor, IWithTimers
     private sealed record HandlerFailed(Exception Error);
     private sealed record FenceCheck;
     private sealed record HandBackNow;
-    private sealed record OutcomeWritten(WriteOutcome Outcome, bool WillRetry = false);
+    private sealed record OutcomeWritten(WriteOutcome Outcome, bool WillRetry = false, IReadOnlyList<ClaimedRun>? Next = null, long SentAt = 0, long ReceivedAt = 0);
     private sealed record OutcomeFailed(Exception Error);
     private sealed record RetryOutcome;
 
@@ -115,6 +115,7 @@ internal sealed class RunActor : UntypedActor, IWithTimers
     private int _stepCount;
     private StepFailed? _failedStep;
     private Activity? _activity;
+    private OutcomeWritten? _written; // with the run a completion claimed for this slot, told to the poller as the actor stops
 
     /// <summary>A RunActor for a run leased until <paramref name="localDeadline"/>, a local monotonic timestamp (<see cref="WorkerContext.LeaseDeadline"/>).</summary>
     public RunActor(WorkerContext ctx, ClaimedRun run, WorkflowDefinition definition, IActorRef renewer, IActorRef onFailure, long localDeadline)
@@ -191,16 +192,20 @@ internal sealed class RunActor : UntypedActor, IWithTimers
 
     protected override void PostStop()
     {
-        if (_phase == Phase.Finished) return;
-        _activity?.Dispose();
-        // Stopped without an outcome (a fault, or the actor system shutting down): hand the run back.
-        _renewer.Tell(new UntrackLease(_run.Id, _run.Token));
-        _stop.Request(StopReason.WorkerStopping);
-        var health = _ctx.Health;
-        var runId = _run.Id;
-        _ = _ctx.Store.HandBackAsync(_run.Id, _run.Token, TimeSpan.Zero).ContinueWith(
-            t => health.Failed($"handing back run {runId} after a fault (the reaper will take it back)", t.Exception!),
-            TaskContinuationOptions.OnlyOnFaulted);
+        if (_phase != Phase.Finished)
+        {
+            _activity?.Dispose();
+            // Stopped without an outcome (a fault, or the actor system shutting down): hand the run back.
+            _renewer.Tell(new UntrackLease(_run.Id, _run.Token));
+            _stop.Request(StopReason.WorkerStopping);
+            var health = _ctx.Health;
+            var runId = _run.Id;
+            _ = _ctx.Store.HandBackAsync(_run.Id, _run.Token, TimeSpan.Zero).ContinueWith(
+                t => health.Failed($"handing back run {runId} after a fault (the reaper will take it back)", t.Exception!),
+                TaskContinuationOptions.OnlyOnFaulted);
+        }
+        // Exactly once per RunActor, whatever ended it: the poller frees the slot or passes it on to the next run.
+        Context.Parent.Tell(new RunEnded(_run.Id, _run.Token, _written?.Next ?? [], _written?.SentAt ?? 0, _written?.ReceivedAt ?? 0));
     }
 
     private void StartHandler()
@@ -262,13 +267,12 @@ internal sealed class RunActor : UntypedActor, IWithTimers
         // the next ready run for this slot (one round trip instead of two); the poller starts it.
         var next = _ctx.Lifecycle.Draining ? null
             : new NextRunRequest(_ctx.Options.Lease, _ctx.Node, _ctx.Options.EffectiveQueues);
-        var (store, poller, self, runId, token) = (_ctx.Store, Context.Parent, Self, _run.Id, _run.Token);
+        var (store, runId, token) = (_ctx.Store, _run.Id, _run.Token);
         Record(RunOutcome.Completed, async () =>
         {
             var sentAt = WorkerContext.Now();
             var (outcome, runs) = await store.CompleteAsync(runId, token, m.Output, next).ConfigureAwait(false);
-            if (runs.Count > 0) poller.Tell(new NextRunClaimed(runs, sentAt, WorkerContext.Now()), self);
-            return new OutcomeWritten(outcome);
+            return new OutcomeWritten(outcome, Next: runs, SentAt: sentAt, ReceivedAt: WorkerContext.Now());
         });
     }
 
@@ -337,6 +341,7 @@ internal sealed class RunActor : UntypedActor, IWithTimers
     private void OnOutcomeWritten(OutcomeWritten m)
     {
         _ctx.Health.RedisOk();
+        _written = m;
         if (m.Outcome == WriteOutcome.Fenced)
             _log.Warning("Run {0}: {1} not recorded: the lease was lost", _run.Id, _outcome);
         else if (m.Outcome == WriteOutcome.Ok)

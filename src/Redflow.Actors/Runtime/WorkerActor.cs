@@ -18,55 +18,67 @@ internal sealed record WorkerStopped
     public static readonly WorkerStopped Instance = new();
 }
 
+/// <summary>Told to the worker by a poller: how many of a pass's reserved slots it filled (each now has a RunActor), or that the claim failed.</summary>
+internal sealed record RunsClaimed(int Count, bool Failed, int Reserved, ClaimPass Pass);
+
+/// <summary>Where a pass over the worker's queues stands: the queue it is at and the runs it claimed so far.</summary>
+internal sealed record ClaimPass(int Queue, int Claimed);
+
+/// <summary>Told to the worker by a poller: a run ended without passing its slot on; the slot is free again.</summary>
+internal sealed record SlotFreed
+{
+    public static readonly SlotFreed Instance = new();
+}
+
 /// <summary>
-/// The top of one worker. Owns the slot pool (<c>Concurrency</c> slots shared by all queues) and hands free
-/// slots to the queue pollers in the queues' listed order, one claim at a time (a pass). Wakes on the
-/// doorbell, on a freed slot and on a slow fallback timer (<c>BlmoveTimeout</c>); backs off when claims
-/// fail so a Redis outage does not spin. Also runs the LeaseRenewer, the local reaper (standalone) and the
-/// heartbeat that keeps the worker's registration fresh.
+/// The top of one worker. Owns the <see cref="SlotPool"/> (<c>Concurrency</c> slots shared by all queues) and hands
+/// free slots to the queue pollers in the queues' listed order, one claim at a time (a pass). Wakes on the doorbell,
+/// on a freed slot and on a slow fallback timer (<c>BlmoveTimeout</c>); backs off when claims fail so a Redis
+/// outage does not spin. Also runs the LeaseRenewer, the OnFailure caller and the heartbeat that keeps the worker's
+/// registration fresh. (The reaper and the cron actor are started beside it, by <see cref="RedflowRuntime"/>.)
 /// </summary>
 internal sealed class WorkerActor : ReceiveActor, IWithTimers
 {
     private sealed record DrainTimeout;
     private sealed record Heartbeat;
 
+    /// <summary>The worker's timers: the fallback poll, the one-off poll after a failed claim, the heartbeat, the shutdown deadline.</summary>
+    private static class TimerKeys
+    {
+        public const string Poll = "poll";
+        public const string Backoff = "backoff";
+        public const string Heartbeat = "heartbeat";
+        public const string Drain = "drain";
+    }
+
     /// <summary>How often the worker refreshes its registration (workflow metadata and liveness).</summary>
     internal static readonly TimeSpan HeartbeatInterval = TimeSpan.FromSeconds(5);
 
     private readonly ILoggingAdapter _log = Context.GetLogger();
     private readonly WorkerContext _ctx;
-    private readonly bool _clustered;
     private readonly List<IActorRef> _pollers = [];
-    /// <summary>At most this many claim passes are in flight at once.</summary>
-    private const int MaxPasses = 2;
-
-    private int _free;     // slots neither running a run nor reserved by a pass in flight
-    private int _passes;   // claim passes in flight
-    private int _reserved; // slots reserved by the passes in flight
-    private bool _pollAgain;
+    private readonly SlotPool _slots;
     private int _failures;
     private IActorRef? _stopRequester;
     private IActorRef _renewer = ActorRefs.Nobody;
 
-    public WorkerActor(WorkerContext ctx, bool clustered)
+    public WorkerActor(WorkerContext ctx)
     {
         _ctx = ctx;
-        _clustered = clustered;
-        _free = ctx.Options.Concurrency;
+        _slots = new SlotPool(ctx.Options.Concurrency);
         Receive<Poll>(_ => StartPass());
         Receive<RunsClaimed>(OnRunsClaimed);
         Receive<SlotFreed>(_ =>
         {
-            _free++;
+            _slots.Release();
             if (_stopRequester is not null) CheckStopped();
             else StartPass();
         });
-        Receive<SlotTaken>(_ => _free--);
         Receive<StopWorker>(OnStopWorker);
         Receive<CancelRequested>(m => _renewer.Forward(m)); // from the cancel channel; the renewer knows which RunActor holds the run
         Receive<DrainTimeout>(_ =>
         {
-            _log.Info("Worker {0}: {1} runs still running after the shutdown timeout; canceling them (worker stopping)", _ctx.Node, InFlight);
+            _log.Info("Worker {0}: {1} runs still running after the shutdown timeout; canceling them (worker stopping)", _ctx.Node, _slots.InFlight);
             foreach (var poller in _pollers) poller.Tell(new StopRun(StopReason.WorkerStopping));
         });
         Receive<Heartbeat>(_ => HeartbeatAsync().PipeTo(Self, success: () => Status.Success.Instance));
@@ -76,12 +88,9 @@ internal sealed class WorkerActor : ReceiveActor, IWithTimers
 
     public ITimerScheduler Timers { get; set; } = null!;
 
-    /// <summary>Slots running a run (free slots and slots reserved by a pass in flight excluded).</summary>
-    private int InFlight => _ctx.Options.Concurrency - _free - _reserved;
-
     /// <summary>
     /// Pollers own RunActors, so they are resumed, not restarted, on an unexpected fault (a restart would stop
-    /// their runs). Their Redis errors are answers, not faults. The reaper has its own backoff supervisor.
+    /// their runs). Their Redis errors are answers, not faults.
     /// </summary>
     protected override SupervisorStrategy SupervisorStrategy() => new OneForOneStrategy(ex =>
     {
@@ -99,10 +108,9 @@ internal sealed class WorkerActor : ReceiveActor, IWithTimers
             var queue = queues[i];
             _pollers.Add(Context.ActorOf(Props.Create(() => new QueuePollerActor(_ctx, queue, renewer, onFailure)), $"poller-{i}"));
         }
-        if (_ctx.Options.RunReaper) StartSingletons();
         // Fallback poll: the doorbell wakes idle pollers at once; this catches a lost doorbell message.
-        Timers.StartPeriodicTimer("poll", Poll.Instance, _ctx.Options.BlmoveTimeout);
-        Timers.StartPeriodicTimer("heartbeat", new Heartbeat(), HeartbeatInterval);
+        Timers.StartPeriodicTimer(TimerKeys.Poll, Poll.Instance, _ctx.Options.BlmoveTimeout);
+        Timers.StartPeriodicTimer(TimerKeys.Heartbeat, new Heartbeat(), HeartbeatInterval);
         Self.Tell(Poll.Instance);
     }
 
@@ -115,104 +123,66 @@ internal sealed class WorkerActor : ReceiveActor, IWithTimers
     }
 
     /// <summary>
-    /// The reaper and the cron actor. Standalone, this worker runs its own. In an Akka.Cluster they run once per
-    /// cluster, as singletons managed on every node (the oldest node hosts them; a crash moves them). Correctness
-    /// never depends on their uniqueness: their scripts make two at once harmless, and claims reclaim expired
-    /// leases themselves, so liveness does not wait for a singleton hand-over.
-    /// </summary>
-    private void StartSingletons()
-    {
-        if (!_clustered)
-        {
-            Context.ActorOf(ReaperActor.SupervisedProps(_ctx), "reaper");
-            Context.ActorOf(CronActor.SupervisedProps(_ctx), "cron");
-            return;
-        }
-        var settings = Akka.Cluster.Tools.Singleton.ClusterSingletonManagerSettings.Create(Context.System);
-        Context.ActorOf(Akka.Cluster.Tools.Singleton.ClusterSingletonManager.Props(ReaperActor.SupervisedProps(_ctx), PoisonPill.Instance,
-            settings.WithSingletonName("reaper")), "reaper");
-        Context.ActorOf(Akka.Cluster.Tools.Singleton.ClusterSingletonManager.Props(CronActor.SupervisedProps(_ctx), PoisonPill.Instance,
-            settings.WithSingletonName("cron")), "cron");
-    }
-
-    /// <summary>
     /// Reserves the free slots and offers them to the first queue; the pass goes on through the queues in
-    /// <see cref="OnRunsClaimed"/>. Up to <see cref="MaxPasses"/> passes overlap, so slots freed while a claim is
-    /// in flight are claimed without waiting for it.
+    /// <see cref="OnRunsClaimed"/>. Up to two passes overlap, so slots freed while a claim is in flight are
+    /// claimed without waiting for it.
     /// </summary>
     private void StartPass()
     {
         if (_stopRequester is not null) return;
-        if (_free <= 0 || _passes >= MaxPasses)
-        {
-            _pollAgain = true;
-            return;
-        }
-        _pollAgain = false;
-        _passes++;
-        var reserved = _free;
-        _free = 0;
-        _reserved += reserved;
-        _pollers[0].Tell(new ClaimRuns(reserved, new ClaimPass(0, 0)));
+        var reserved = _slots.StartPass();
+        if (reserved > 0) _pollers[0].Tell(new ClaimRuns(reserved, new ClaimPass(0, 0)));
     }
 
     private void OnRunsClaimed(RunsClaimed m)
     {
+        _slots.Filled(m.Count); // reserved slots now running runs
         var left = m.Reserved - m.Count;
-        _reserved -= m.Count; // reserved slots now running runs
         var pass = m.Pass with { Claimed = m.Pass.Claimed + m.Count };
         if (m.Failed)
         {
-            // Back off: 100 ms doubling to 5 s, so an outage does not spin. The fallback poll timer is paused meanwhile.
-            EndPass(left);
+            // Back off, so an outage does not spin. The fallback poll timer is slowed meanwhile.
+            _slots.EndPass(left);
             var delay = Backoff.Delay(++_failures, Backoff.PollCap);
-            Timers.Cancel("poll");
-            Timers.StartSingleTimer("backoff", Poll.Instance, delay);
-            Timers.StartPeriodicTimer("poll", Poll.Instance, delay + _ctx.Options.BlmoveTimeout);
+            Timers.StartSingleTimer(TimerKeys.Backoff, Poll.Instance, delay);
+            Timers.StartPeriodicTimer(TimerKeys.Poll, Poll.Instance, delay + _ctx.Options.BlmoveTimeout);
             return;
         }
         if (_failures > 0)
         {
             _failures = 0;
-            Timers.StartPeriodicTimer("poll", Poll.Instance, _ctx.Options.BlmoveTimeout);
+            Timers.StartPeriodicTimer(TimerKeys.Poll, Poll.Instance, _ctx.Options.BlmoveTimeout);
         }
         if (left > 0 && _stopRequester is null && pass.Queue + 1 < _pollers.Count)
         {
-            _pollers[pass.Queue + 1].Tell(new ClaimRuns(left, pass with { Queue = pass.Queue + 1 }));
+            _pollers[pass.Queue + 1].Tell(new ClaimRuns(left, pass with { Queue = pass.Queue + 1 })); // the next queue in order
             return;
         }
-        EndPass(left);
+        _slots.EndPass(left);
         if (_stopRequester is not null)
         {
             CheckStopped();
             return;
         }
         // Runs were found and slots remain, or something woke us mid-pass: there may be more.
-        if ((pass.Claimed > 0 && _free > 0) || _pollAgain) StartPass();
-    }
-
-    private void EndPass(int unusedSlots)
-    {
-        _free += unusedSlots;
-        _reserved -= unusedSlots;
-        _passes--;
+        if ((pass.Claimed > 0 && _slots.Free > 0) || _slots.PassWanted) StartPass();
     }
 
     private void OnStopWorker(StopWorker m)
     {
         _stopRequester = Sender;
         _ctx.Lifecycle.StartDraining();
-        Timers.Cancel("poll");
-        Timers.Cancel("backoff");
-        _log.Info("Worker {0} stopping: {1} runs in flight", _ctx.Node, InFlight);
-        Timers.StartSingleTimer("drain", new DrainTimeout(), m.Timeout);
+        Timers.Cancel(TimerKeys.Poll);
+        Timers.Cancel(TimerKeys.Backoff);
+        _log.Info("Worker {0} stopping: {1} runs in flight", _ctx.Node, _slots.InFlight);
+        Timers.StartSingleTimer(TimerKeys.Drain, new DrainTimeout(), m.Timeout);
         CheckStopped();
     }
 
     private void CheckStopped()
     {
-        if (InFlight > 0 || _passes > 0) return;
-        Timers.Cancel("drain");
+        if (!_slots.Drained) return; // runs still hold slots, or a pass is in flight
+        Timers.Cancel(TimerKeys.Drain);
         _stopRequester!.Tell(WorkerStopped.Instance);
     }
 }
