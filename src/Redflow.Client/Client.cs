@@ -99,6 +99,21 @@ public static class RedflowClient
 }
 
 /// <summary>One lazily connected multiplexer, shared by the client and the worker of a process.</summary>
+/// <summary>
+/// An emit as the client's one emit path takes it: the caller's options, plus what the engine sets itself (the queue
+/// and attempts of a typed definition, the parent of a child, the run a rerun repeats, a derived run id).
+/// </summary>
+internal sealed record EmitRequest(string Workflow, string InputJson)
+{
+    public EmitOptions? Options { get; init; }
+    public string? Queue { get; init; }
+    public int? MaxAttempts { get; init; }
+    public string? ParentRunId { get; init; }
+    public string? RerunOf { get; init; }
+    /// <summary>The run id to use (a child's is derived from parent, step and attempt); null makes a new one.</summary>
+    public string? RunId { get; init; }
+}
+
 internal sealed class RedisHandle(ConfigurationOptions configuration) : IAsyncDisposable
 {
     private readonly Lazy<Task<ConnectionMultiplexer>> _connection =
@@ -149,7 +164,7 @@ internal sealed class RedisRedflowClient : IRedflowClient
 
     public async Task<RunHandle> EmitWorkflowAsync(string workflow, object? input, EmitOptions? options = null, CancellationToken cancellationToken = default)
     {
-        var id = await EmitAsync(workflow, SerializeInput(workflow, input), options, null, null, null, null, cancellationToken).ConfigureAwait(false);
+        var id = await EmitAsync(new EmitRequest(workflow, SerializeInput(workflow, input)) { Options = options }, cancellationToken).ConfigureAwait(false);
         return new RunHandle(this, id);
     }
 
@@ -158,30 +173,39 @@ internal sealed class RedisRedflowClient : IRedflowClient
         ArgumentNullException.ThrowIfNull(workflow);
         var json = SerializeInput(workflow.Name, input);
         workflow.ValidateInput(json);
-        var id = await EmitAsync(workflow.Name, json, options, options?.Queue ?? workflow.Options.Queue, workflow.Options.MaxAttempts, null, null, cancellationToken).ConfigureAwait(false);
+        var id = await EmitAsync(new EmitRequest(workflow.Name, json)
+        {
+            Options = options, Queue = options?.Queue ?? workflow.Options.Queue, MaxAttempts = workflow.Options.MaxAttempts,
+        }, cancellationToken).ConfigureAwait(false);
         return new RunHandle<TOutput>(this, id);
     }
 
     /// <summary>The one emit path: checks names and sizes, makes the run id, calls the emit script.</summary>
-    internal async Task<string> EmitAsync(string workflow, string inputJson, EmitOptions? options, string? queue, int? maxAttempts,
-        string? parentRunId, string? rerunOf, CancellationToken cancellationToken, string? runId = null)
+    internal async Task<string> EmitAsync(EmitRequest request, CancellationToken cancellationToken)
     {
+        var (workflow, options) = (request.Workflow, request.Options);
         Names.Check(workflow, "workflow name");
         if (options?.IdempotencyKey is { } key) Names.Check(key, "idempotency key");
-        queue ??= options?.Queue;
+        var queue = request.Queue ?? options?.Queue;
         if (queue is not null) Names.Check(queue, "queue", allowColon: false);
         if (options?.Delay is { } delay && delay < TimeSpan.Zero)
-            throw new ArgumentOutOfRangeException(nameof(options), delay, "EmitOptions.Delay must not be negative.");
+            throw new ArgumentOutOfRangeException(nameof(request), delay, "EmitOptions.Delay must not be negative.");
         cancellationToken.ThrowIfCancellationRequested();
         var store = await StoreAsync().ConfigureAwait(false);
-        runId ??= RunIds.New();
+        var runId = request.RunId ?? RunIds.New();
         using var activity = RedflowTelemetry.Source.StartActivity("redflow.emit", System.Diagnostics.ActivityKind.Producer);
         activity?.SetTag("redflow.workflow", workflow);
         activity?.SetTag("redflow.run_id", runId);
-        if (parentRunId is not null) activity?.SetTag("redflow.parent_run_id", parentRunId);
-        // The emitting code's trace context is stored with the run, so the worker's spans join this trace.
-        var (id, created) = await store.EmitAsync(runId, workflow, inputJson, queue, maxAttempts, options?.RunAt, options?.Delay,
-            options?.IdempotencyKey, _options.IdempotencyWindow, parentRunId, rerunOf, RedflowTelemetry.CurrentTraceParent()).ConfigureAwait(false);
+        if (request.ParentRunId is not null) activity?.SetTag("redflow.parent_run_id", request.ParentRunId);
+        // Durability point: when the emit script returns, the run is in Redis (G1); its id was made here, so a retried
+        // emit finds it instead of making a second run. The emitting code's trace context is stored with the run, so
+        // the worker's spans join this trace.
+        var (id, created) = await store.EmitAsync(new NewRun(runId, workflow, request.InputJson)
+        {
+            Queue = queue, MaxAttempts = request.MaxAttempts, RunAt = options?.RunAt, Delay = options?.Delay,
+            IdempotencyKey = options?.IdempotencyKey, IdempotencyWindow = _options.IdempotencyWindow,
+            ParentRunId = request.ParentRunId, RerunOf = request.RerunOf, TraceParent = RedflowTelemetry.CurrentTraceParent(),
+        }).ConfigureAwait(false);
         activity?.SetTag("redflow.run_id", id);
         activity?.SetTag("redflow.created", created);
         return id;
@@ -311,7 +335,7 @@ internal sealed class RedisRedflowClient : IRedflowClient
     {
         var original = await GetRunAsync(runId, cancellationToken).ConfigureAwait(false)
             ?? throw new ArgumentException($"Run {runId} does not exist (or its retention has passed).", nameof(runId));
-        var id = await EmitAsync(original.Workflow, original.Input.GetRawText(), null, original.Queue, null, null, original.Id, cancellationToken).ConfigureAwait(false);
+        var id = await EmitAsync(new EmitRequest(original.Workflow, original.Input.GetRawText()) { Queue = original.Queue, RerunOf = original.Id }, cancellationToken).ConfigureAwait(false);
         return new RunHandle(this, id);
     }
 

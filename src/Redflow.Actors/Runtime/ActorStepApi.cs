@@ -31,6 +31,8 @@ internal sealed class ActorStepApi(IActorRef run, CancellationToken token, Worke
     {
         if (claimed.CachedSteps.TryGetValue(name, out var cached)) return cached;
         var childId = await EmitChildRunAsync(name, workflow, input, options, token).ConfigureAwait(false);
+        // Durability point: suspension. The script answers from a finished child, or releases the lease, slot and cap and
+        // records the run as waiting on the child, whose end requeues it.
         var (outcome, payload) = await ctx.Store.AwaitChildAsync(claimed.Id, claimed.Token, name, childId, claimed.Attempt, options.Timeout).ConfigureAwait(false);
         switch (outcome)
         {
@@ -56,8 +58,10 @@ internal sealed class ActorStepApi(IActorRef run, CancellationToken token, Worke
     private Task<string> EmitChildRunAsync(string name, string workflow, object? input, ChildWorkflowOptions options, CancellationToken ct)
     {
         var emit = new EmitOptions { IdempotencyKey = options.IdempotencyKey, RunAt = options.RunAt, Queue = options.Queue };
-        return ctx.Client.EmitAsync(workflow, ctx.Client.SerializeInput(workflow, input), emit, null, null,
-            claimed.Id, null, ct, RunIds.Child(claimed.Id, name, claimed.Attempt));
+        return ctx.Client.EmitAsync(new EmitRequest(workflow, ctx.Client.SerializeInput(workflow, input))
+        {
+            Options = emit, ParentRunId = claimed.Id, RunId = RunIds.Child(claimed.Id, name, claimed.Attempt),
+        }, ct);
     }
 
     /// <summary>

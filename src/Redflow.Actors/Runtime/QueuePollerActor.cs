@@ -108,7 +108,7 @@ internal sealed class QueuePollerActor : ReceiveActor
             {
                 _log.Warning("Run {0} is of workflow '{1}', which no worker has taken within {2}; failing it", run.Id, run.Workflow, grace);
                 var error = RunError.From(new UnknownWorkflowException(run.Workflow, [.. _ctx.Workflows.Keys]));
-                Logged(_ctx.Store.FailAsync(run.Id, run.Token, error, retriable: false, TimeSpan.Zero, null, run.Attempt, TimeSpan.Zero, _ctx.Options.Lease),
+                Logged(_ctx.Store.FailAsync(new AttemptFailure(run.Id, run.Token, error, run.Attempt) { Retriable = false, Lease = _ctx.Options.Lease }),
                     $"failing run {run.Id} of unknown workflow '{run.Workflow}'");
                 return false;
             }

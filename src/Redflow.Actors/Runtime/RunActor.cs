@@ -302,8 +302,10 @@ internal sealed class RunActor : UntypedActor, IWithTimers
         var hasOnFailure = _definition.Options.OnFailure is not null;
         Record(RunOutcome.Failed, async () =>
         {
-            var result = await store.FailAsync(run.Id, run.Token, runError, retriable, delay,
-                step?.Name, run.Attempt, step?.Ran ?? TimeSpan.Zero, lease).ConfigureAwait(false);
+            var result = await store.FailAsync(new AttemptFailure(run.Id, run.Token, runError, run.Attempt)
+            {
+                Retriable = retriable, Delay = delay, FailedStep = step?.Name, StepRan = step?.Ran ?? TimeSpan.Zero, Lease = lease,
+            }).ConfigureAwait(false);
             if (result is { Outcome: WriteOutcome.Ok, WillRetry: false } && hasOnFailure)
                 onFailure.Tell(new CallOnFailure(pending)); // recorded as pending by the same script: made at least once
             return new OutcomeWritten(result.Outcome, result.WillRetry);

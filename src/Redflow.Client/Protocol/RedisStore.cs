@@ -20,6 +20,41 @@ internal sealed record ClaimedRun(
     string Id, string Token, long LeaseDeadlineMs, string Workflow, string Queue, string Input,
     int Attempt, int MaxAttempts, int Resumes, IReadOnlyDictionary<string, string> CachedSteps, string TraceParent = "", long CreatedAtMs = 0);
 
+/// <summary>Positions in a leased run as the claim and complete scripts answer it (<c>leased_entry</c> in <c>_lib.lua</c>, 0-based here).</summary>
+internal static class ClaimedField
+{
+    public const int Id = 0, Token = 1, LeaseDeadline = 2, Workflow = 3, Input = 4, Attempt = 5, MaxAttempts = 6,
+        Resumes = 7, Queue = 8, Steps = 9, TraceParent = 10, CreatedAt = 11;
+}
+
+/// <summary>A run to create (emit.lua). Nulls take the workflow's registered queue and attempts, now, and no key.</summary>
+internal sealed record NewRun(string RunId, string Workflow, string InputJson)
+{
+    public string? Queue { get; init; }
+    public int? MaxAttempts { get; init; }
+    public DateTimeOffset? RunAt { get; init; }
+    public TimeSpan? Delay { get; init; }
+    public string? IdempotencyKey { get; init; }
+    public TimeSpan IdempotencyWindow { get; init; } = TimeSpan.FromHours(24);
+    public string? ParentRunId { get; init; }
+    public string? RerunOf { get; init; }
+    public string TraceParent { get; init; } = "";
+}
+
+/// <summary>
+/// A failed attempt to record (fail.lua): retried after <see cref="Delay"/> while attempts remain and it is
+/// <see cref="Retriable"/>, else failed for good. <see cref="FailedStep"/> names the step whose function threw, if any.
+/// </summary>
+internal sealed record AttemptFailure(string RunId, string Token, RunError Error, int Attempt)
+{
+    public bool Retriable { get; init; } = true;
+    public TimeSpan Delay { get; init; }
+    public string? FailedStep { get; init; }
+    public TimeSpan StepRan { get; init; }
+    /// <summary>How long a pending OnFailure call stays with this worker before others may make it.</summary>
+    public TimeSpan Lease { get; init; }
+}
+
 /// <summary>Asks a completing script to claim the next run for the freed slot.</summary>
 internal sealed record NextRunRequest(TimeSpan Lease, string Worker, IReadOnlyList<string> Queues);
 
@@ -84,17 +119,15 @@ internal sealed partial class RedisStore(IConnectionMultiplexer redis, Keys keys
 
     // ---- emit -------------------------------------------------------------------------------------
 
-    public async Task<(string RunId, bool Created)> EmitAsync(
-        string runId, string workflow, string inputJson, string? queue, int? maxAttempts, DateTimeOffset? runAt,
-        TimeSpan? delay, string? idempotencyKey, TimeSpan idempotencyWindow, string? parentRunId, string? rerunOf, string traceParent = "")
+    public async Task<(string RunId, bool Created)> EmitAsync(NewRun run)
     {
         var r = (RedisResult[])(await CallAsync(ScriptLibrary.Emit,
-            runId, workflow, inputJson, queue ?? "", maxAttempts?.ToString(CultureInfo.InvariantCulture) ?? "",
-            runAt is { } at ? at.ToUnixTimeMilliseconds() : "", delay is { } d ? (long)d.TotalMilliseconds : "",
-            idempotencyKey ?? "", (long)idempotencyWindow.TotalMilliseconds, parentRunId ?? "", rerunOf ?? "", traceParent).ConfigureAwait(false))!;
+            run.RunId, run.Workflow, run.InputJson, run.Queue ?? "", run.MaxAttempts?.ToString(CultureInfo.InvariantCulture) ?? "",
+            run.RunAt is { } at ? at.ToUnixTimeMilliseconds() : "", run.Delay is { } d ? (long)d.TotalMilliseconds : "",
+            run.IdempotencyKey ?? "", (long)run.IdempotencyWindow.TotalMilliseconds, run.ParentRunId ?? "", run.RerunOf ?? "", run.TraceParent).ConfigureAwait(false))!;
         var kind = (string)r[0]!;
         if (kind == "unknown")
-            throw new UnknownWorkflowException(workflow, r.Skip(1).Select(x => (string)x!).ToList());
+            throw new UnknownWorkflowException(run.Workflow, r.Skip(1).Select(x => (string)x!).ToList());
         await WaitForReplicasAsync($"emit of run {(string)r[1]!}",
             "Emitting again with the same IdempotencyKey is safe (it returns this run); without one it makes a second run.").ConfigureAwait(false);
         return ((string)r[1]!, kind == "created");
@@ -113,7 +146,7 @@ internal sealed partial class RedisStore(IConnectionMultiplexer redis, Keys keys
         foreach (var item in items)
         {
             var f = (RedisResult[])item!;
-            var stepPairs = (RedisResult[])f[9]!;
+            var stepPairs = (RedisResult[])f[ClaimedField.Steps]!;
             var cached = new Dictionary<string, string>(StringComparer.Ordinal);
             for (var i = 0; i + 1 < stepPairs.Length; i += 2)
             {
@@ -121,9 +154,11 @@ internal sealed partial class RedisStore(IConnectionMultiplexer redis, Keys keys
                 if (record.Status == RunStatus.Succeeded)
                     cached[record.Name] = record.Output?.GetRawText() ?? RedflowJson.Null;
             }
-            runs.Add(new ClaimedRun((string)f[0]!, (string)f[1]!, long.Parse((string)f[2]!, CultureInfo.InvariantCulture),
-                (string)f[3]!, (string)f[8]!, (string?)f[4] ?? RedflowJson.Null, Int(f[5]), Int(f[6]), Int(f[7]), cached,
-                f.Length > 10 ? (string?)f[10] ?? "" : "", f.Length > 11 ? long.Parse((string)f[11]!, CultureInfo.InvariantCulture) : 0));
+            runs.Add(new ClaimedRun((string)f[ClaimedField.Id]!, (string)f[ClaimedField.Token]!,
+                long.Parse((string)f[ClaimedField.LeaseDeadline]!, CultureInfo.InvariantCulture),
+                (string)f[ClaimedField.Workflow]!, (string)f[ClaimedField.Queue]!, (string?)f[ClaimedField.Input] ?? RedflowJson.Null,
+                Int(f[ClaimedField.Attempt]), Int(f[ClaimedField.MaxAttempts]), Int(f[ClaimedField.Resumes]), cached,
+                (string?)f[ClaimedField.TraceParent] ?? "", long.Parse((string)f[ClaimedField.CreatedAt]!, CultureInfo.InvariantCulture)));
         }
         return runs;
     }
@@ -149,7 +184,7 @@ internal sealed partial class RedisStore(IConnectionMultiplexer redis, Keys keys
     /// <summary>Records a succeeded step. The output is the recorded one: on a repeat or a race, the earlier record's.</summary>
     public async Task<(WriteOutcome Outcome, string Output)> RecordStepAsync(string runId, string token, string step, int attempt, string outputJson, TimeSpan ran)
     {
-        var body = $"{{\"name\":{JsonSerializer.Serialize(step)},\"status\":\"succeeded\",\"attempt\":{attempt},\"output\":{outputJson}}}";
+        var body = StepBody(step, "succeeded", attempt, "output", outputJson);
         var r = (RedisResult[])(await CallAsync(ScriptLibrary.RecordStep, runId, token, step, body, (long)ran.TotalMilliseconds).ConfigureAwait(false))!;
         if ((string)r[0]! is "ok" or "exists") await WaitForReplicasAsync($"record of step '{step}' of run {runId}").ConfigureAwait(false);
         return (string)r[0]! switch
@@ -179,14 +214,13 @@ internal sealed partial class RedisStore(IConnectionMultiplexer redis, Keys keys
         return (outcome, outcome == WriteOutcome.Fenced ? [] : ParseClaimed((RedisResult[])r[1]!));
     }
 
-    public async Task<FailResult> FailAsync(string runId, string token, RunError error, bool retriable, TimeSpan delay,
-        string? failedStep, int attempt, TimeSpan stepRan, TimeSpan lease)
+    public async Task<FailResult> FailAsync(AttemptFailure f)
     {
-        var errorJson = JsonSerializer.Serialize(error, RedflowJson.Options);
-        var stepBody = failedStep is null ? "" :
-            $"{{\"name\":{JsonSerializer.Serialize(failedStep)},\"status\":\"failed\",\"attempt\":{attempt},\"error\":{errorJson}}}";
-        var r = (RedisResult[])(await CallAsync(ScriptLibrary.Fail, runId, token, errorJson, retriable ? "1" : "0",
-            (long)delay.TotalMilliseconds, failedStep ?? "", stepBody, (long)stepRan.TotalMilliseconds, (long)lease.TotalMilliseconds).ConfigureAwait(false))!;
+        var errorJson = JsonSerializer.Serialize(f.Error, RedflowJson.Options);
+        var stepBody = f.FailedStep is null ? "" : StepBody(f.FailedStep, "failed", f.Attempt, "error", errorJson);
+        var r = (RedisResult[])(await CallAsync(ScriptLibrary.Fail, f.RunId, f.Token, errorJson, f.Retriable ? "1" : "0",
+            (long)f.Delay.TotalMilliseconds, f.FailedStep ?? "", stepBody, (long)f.StepRan.TotalMilliseconds, (long)f.Lease.TotalMilliseconds).ConfigureAwait(false))!;
+        var attempt = f.Attempt;
         return (string)r[0]! switch
         {
             "retry" => new FailResult(WriteOutcome.Ok, true, (int)r[1]),
@@ -195,6 +229,13 @@ internal sealed partial class RedisStore(IConnectionMultiplexer redis, Keys keys
             _ => new FailResult(WriteOutcome.Fenced, false, attempt),
         };
     }
+
+    /// <summary>
+    /// A step record's body as the worker sends it (the scripts add its place and times, <c>put_step</c> in
+    /// <c>_lib.lua</c>): name, status, attempt and the result under <paramref name="resultField"/> (output or error).
+    /// </summary>
+    private static string StepBody(string step, string status, int attempt, string resultField, string resultJson) =>
+        $"{{\"name\":{JsonSerializer.Serialize(step)},\"status\":\"{status}\",\"attempt\":{attempt},\"{resultField}\":{resultJson}}}";
 
     public async Task<WriteOutcome> HandBackAsync(string runId, string token, TimeSpan delay) =>
         Outcome(await CallAsync(ScriptLibrary.HandBack, runId, token, (long)delay.TotalMilliseconds).ConfigureAwait(false));

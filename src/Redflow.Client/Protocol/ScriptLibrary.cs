@@ -42,6 +42,25 @@ internal static class ScriptLibrary
         return new Script(n, text, SHA1.HashData(Encoding.UTF8.GetBytes(text)));
     });
 
+    /// <summary>The names of the embedded scripts (without <c>_lib</c>).</summary>
+    internal static IReadOnlyList<string> Names { get; } = Assembly.GetExecutingAssembly().GetManifestResourceNames()
+        .Where(n => n.StartsWith("Redflow.Scripts.", StringComparison.Ordinal) && n.EndsWith(".lua", StringComparison.Ordinal))
+        .Select(n => n["Redflow.Scripts.".Length..^".lua".Length]).Where(n => n != "_lib").Order(StringComparer.Ordinal).ToList();
+
+    /// <summary>A script's text as embedded (its header comment and its code).</summary>
+    internal static string Source(string name) => Read(name);
+
+    /// <summary>A script's code: its text after the header comment (<c>--[[ ... ]]</c>), so names a header mentions embed nothing.</summary>
+    internal static string Code(string body) =>
+        body.StartsWith("--[[", StringComparison.Ordinal) && body.IndexOf("]]", StringComparison.Ordinal) is var end and >= 0 ? body[(end + 2)..] : body;
+
+    /// <summary>The library's definitions that a script's code names itself, in the library's order (its header's <c>Uses:</c> line lists them).</summary>
+    internal static IReadOnlyList<string> DirectUses(string body)
+    {
+        var code = Code(body);
+        return Definitions.Where(d => Regex.IsMatch(code, $@"\b{d.Name}\b")).Select(d => d.Name).ToList();
+    }
+
     /// <summary>
     /// The library's definitions a script body uses, directly or through other definitions, in the library's
     /// order. Redis runs a script's whole text on every call, so defining all ~40 helpers each time costs
@@ -50,7 +69,7 @@ internal static class ScriptLibrary
     internal static string LibraryFor(string body)
     {
         var needed = new HashSet<string>(StringComparer.Ordinal);
-        var pending = new Stack<string>([body]);
+        var pending = new Stack<string>([Code(body)]);
         while (pending.TryPop(out var text))
             foreach (var (definedName, chunk) in Definitions)
                 if (!needed.Contains(definedName) && Regex.IsMatch(text, $@"\b{definedName}\b"))

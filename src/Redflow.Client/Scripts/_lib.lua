@@ -3,7 +3,8 @@
 
   KEYS[1] of every script is the namespace base "{prefix}:". The braces are the hash tag: every
   key below lands in one Redis Cluster slot, so scripts may build keys from it.
-  The key layout is mirrored in Protocol/Keys.cs (C#, for plain reads); KeysAgreeTests checks the two agree.
+  The key layout is mirrored in Protocol/Keys.cs (C#, for plain reads); the script test
+  The_lua_key_layout_matches_the_key_builder checks the two agree.
   Variable parts come last, or after a part that cannot contain ':' (queue names), so no two keys collide.
 ]]
 local P = KEYS[1]
@@ -21,6 +22,7 @@ local function k_wf_status(wf, s) return P .. 'wfstatus:' .. s .. ':' .. wf end 
 local function k_wf_runs(wf) return P .. 'wfruns:' .. wf end             -- zset: all runs of wf, by creation
 local function k_idem(wf, key) return P .. 'idem:' .. #wf .. ':' .. wf .. ':' .. key end
 local function k_claim(req) return P .. 'claim:' .. req end              -- string: a claim's answer, for repeats
+local function k_cron(trigger) return P .. 'cron:' .. trigger end        -- string: last instant a cron trigger handled
 local K_FINISHED = P .. 'finished'     -- zset: finished run id -> purge at (ms)
 local K_ONFAILURE = P .. 'onfailure'   -- zset: run id -> due (ms): OnFailure calls still to make
 local K_CANCELS = P .. 'cancels'       -- zset: running run id -> when its cancel was requested (ms)
@@ -114,12 +116,35 @@ end
 -- The fields of a run record that holder() and finish() read, in this order.
 local RUN_FIELDS = { 'status', 'token', 'queue', 'workflow', 'created_at', 'attempt', 'max_attempts',
   'parent_run_id', 'idempotency_key', 'idem_ttl_ms', 'stalls', 'cancel_requested', 'suspect' }
+-- Named positions in such a read.
+local F_STATUS = 1
+local F_TOKEN = 2
+local F_QUEUE = 3
+local F_WORKFLOW = 4
+local F_CREATED = 5
+local F_ATTEMPT = 6
+local F_MAX_ATTEMPTS = 7
+local F_PARENT = 8
+local F_IDEM_KEY = 9
+local F_IDEM_TTL = 10
+local F_STALLS = 11
+local F_CANCEL = 12
+local F_SUSPECT = 13
 
 -- The run made progress (a step recorded, a retry scheduled, a child answered): lease expiries before it no
 -- longer count towards abandonment. r: the record's RUN_FIELDS. Writes only when there is something to clear.
 local function progressed(id, r)
-  if r[11] and r[11] ~= '0' then redis.call('HSET', k_run(id), 'stalls', '0') end
-  if r[13] then redis.call('HDEL', k_run(id), 'suspect', 'suspect_at') end
+  if r[F_STALLS] and r[F_STALLS] ~= '0' then redis.call('HSET', k_run(id), 'stalls', '0') end
+  if r[F_SUSPECT] then redis.call('HDEL', k_run(id), 'suspect', 'suspect_at') end
+end
+
+-- Writes step `name` of run id: body is the record's JSON object without its place and times
+-- ({"name":...,"status":...,"attempt":...,"output" or "error":...}); the record gets its seq (its place among the
+-- run's steps: kept from `existing`, the step's earlier record as the caller read it, else the next), started_at
+-- and finished_at (ms).
+local function put_step(id, name, body, started, now, existing)
+  local seq = existing and string.match(existing, '^{"seq":(%d+)') or int(redis.call('HLEN', k_steps(id)) + 1)
+  redis.call('HSET', k_steps(id), name, '{"seq":' .. seq .. ',"started_at":' .. int(started) .. ',"finished_at":' .. int(now) .. ',' .. string.sub(body, 2))
 end
 
 -- Ends a run: status index, finish time, retention, idempotency key window, completion message,
@@ -129,23 +154,23 @@ end
 local function finish(id, status, now, extra, r)
   local run = k_run(id)
   r = r or redis.call('HMGET', run, unpack(RUN_FIELDS))
-  local wf = r[4]
+  local wf = r[F_WORKFLOW]
   local retention = wf_settings(wf).retention
   redis.call('HSET', run, 'status', status, 'finished_at', int(now), unpack(extra or {}))
-  move_status(id, wf, r[1], status, r[5])
+  move_status(id, wf, r[F_STATUS], status, r[F_CREATED])
   redis.call('ZADD', K_FINISHED, int(now + retention), id)
   redis.call('HINCRBY', K_COUNTERS, status, '1')
-  if r[9] and r[9] ~= '' then
-    redis.call('PEXPIRE', k_idem(wf, r[9]), tonumber(r[10] or '86400000'))
+  if r[F_IDEM_KEY] and r[F_IDEM_KEY] ~= '' then
+    redis.call('PEXPIRE', k_idem(wf, r[F_IDEM_KEY]), tonumber(r[F_IDEM_TTL] or '86400000'))
   end
-  if r[8] and r[8] ~= '' then
-    local parent = k_run(r[8])
+  if r[F_PARENT] and r[F_PARENT] ~= '' then
+    local parent = k_run(r[F_PARENT])
     local p = redis.call('HMGET', parent, 'status', 'waiting_on', 'queue', 'workflow', 'created_at')
     if p[1] == 'waiting' and p[2] == id then
       redis.call('HDEL', parent, 'waiting_on')
-      redis.call('ZREM', K_WAITS, r[8])
+      redis.call('ZREM', K_WAITS, r[F_PARENT])
       redis.call('HINCRBY', parent, 'resumes', 1)
-      requeue(r[8], p[3], p[4], 'waiting', tonumber(p[5]), 0, now, true)
+      requeue(r[F_PARENT], p[3], p[4], 'waiting', tonumber(p[5]), 0, now, true)
     end
   end
   redis.call('PUBLISH', K_DONE, id)
@@ -244,10 +269,19 @@ local function next_token(now)
   return int(t)
 end
 
--- Leases up to max ready runs of queue q to a worker, appending them to out: round-robin over the queue's
--- ring of workflows, skipping workflows at MaxConcurrency (their runs stay queued; others are not blocked).
--- Each leased run gets a new fencing token. Entries: {id, token, deadline, workflow, input, attempt,
--- max attempts, resumes, queue, {step name, step record, ...}, W3C traceparent of the emitting code, created at ms}.
+-- A leased run as claim and complete answer it, and their repeats (RedisStore.ParseClaimed reads it by these
+-- positions, named in ClaimedField):
+--   1 run id           5 input JSON       9 queue
+--   2 fencing token    6 attempt         10 {step name, step record JSON, ...}
+--   3 lease deadline   7 max attempts    11 W3C traceparent of the emitting code ('' = none)
+--   4 workflow         8 resumes         12 created at (ms)
+local function leased_entry(id, token, deadline, wf, input, attempt, max_attempts, resumes, q, steps, traceparent, created)
+  return { id, token, deadline, wf, input, attempt, max_attempts, resumes, q, steps, traceparent or '', created }
+end
+
+-- Leases up to max ready runs of queue q to a worker, appending them to out (leased_entry): round-robin over the
+-- queue's ring of workflows, skipping workflows at MaxConcurrency (their runs stay queued; others are not blocked).
+-- Each leased run gets a new fencing token.
 local function claim_from(q, max, worker, lease_ms, now, out)
   local ring = k_ring(q)
   local wanted = #out + max
@@ -275,7 +309,7 @@ local function claim_from(q, max, worker, lease_ms, now, out)
         redis.call('HINCRBY', K_COUNTERS, 'started', '1')
         -- Steps are recorded only under a lease, so a run never started before has none to read.
         local steps = r[2] and redis.call('HGETALL', k_steps(id)) or {}
-        out[#out + 1] = { id, token, deadline, wf, r[3], r[4], r[5], r[6], q, steps, r[7] or '', r[1] }
+        out[#out + 1] = leased_entry(id, token, deadline, wf, r[3], r[4], r[5], r[6], q, steps, r[7], r[1])
         idle = 0
       end
       if redis.call('LLEN', k_ready(q, wf)) == 0 then
@@ -287,17 +321,17 @@ local function claim_from(q, max, worker, lease_ms, now, out)
   end
 end
 
--- A run leased under token, as claim_from lists it, read back from its record (nil when token no longer
+-- A run leased under token, as claim_from lists it (leased_entry), read back from its record (nil when token no longer
 -- holds it): a repeated call answers with the runs the first call leased without storing them twice.
 local function leased_run(id, token)
   local r = redis.call('HMGET', k_run(id), 'status', 'token', 'lease_until', 'workflow', 'input', 'attempt',
     'max_attempts', 'resumes', 'queue', 'traceparent', 'created_at')
   if r[1] ~= 'running' or r[2] ~= token then return nil end
-  return { id, token, r[3], r[4], r[5], r[6], r[7], r[8], r[9], redis.call('HGETALL', k_steps(id)), r[10] or '', r[11] }
+  return leased_entry(id, token, r[3], r[4], r[5], r[6], r[7], r[8], r[9], redis.call('HGETALL', k_steps(id)), r[10], r[11])
 end
 
 -- Reads the lease holder's view of a run; returns status and whether token holds it.
 local function holder(id, token)
   local r = redis.call('HMGET', k_run(id), unpack(RUN_FIELDS))
-  return r, (r[1] == 'running' and r[2] == token)
+  return r, (r[F_STATUS] == 'running' and r[F_TOKEN] == token)
 end

@@ -13,18 +13,18 @@
           the reaper requeues a parent still waiting at its deadline, and this script then answers 'timeout'
   Returns {'succeeded', output} | {'failed', error JSON} | {'canceled', reason} | {'waiting'} | {'timeout'}
           | {'fenced', status} | {'missing'}
+  Uses: k_run, k_steps, K_WAITS, now_ms, move_status, release, F_STATUS, F_QUEUE, F_WORKFLOW, F_CREATED, progressed, put_step, holder (_lib.lua)
 ]]
 local id, step, child = ARGV[1], ARGV[3], ARGV[4]
 local r, held = holder(id, ARGV[2])
-if not held then return { 'fenced', r[1] or 'missing' } end
+if not held then return { 'fenced', r[F_STATUS] or 'missing' } end
 local c = redis.call('HMGET', k_run(child), 'status', 'output', 'error', 'cancel_reason')
 if not c[1] then return { 'missing' } end
 if c[1] == 'succeeded' then
   if not redis.call('HGET', k_steps(id), step) then
     local now = now_ms()
-    redis.call('HSET', k_steps(id), step, '{"seq":' .. (redis.call('HLEN', k_steps(id)) + 1) .. ',"started_at":' .. now ..
-      ',"finished_at":' .. now .. ',"name":' .. cjson.encode(step) .. ',"status":"succeeded","attempt":' .. ARGV[5] ..
-      ',"child_run_id":' .. cjson.encode(child) .. ',"output":' .. c[2] .. '}')
+    put_step(id, step, '{"name":' .. cjson.encode(step) .. ',"status":"succeeded","attempt":' .. ARGV[5] ..
+      ',"child_run_id":' .. cjson.encode(child) .. ',"output":' .. c[2] .. '}', now, now)
     progressed(id, r)
   end
   return { 'succeeded', c[2] }
@@ -43,7 +43,7 @@ if ARGV[6] ~= '' then
   end
   redis.call('ZADD', K_WAITS, deadline, id)
 end
-release(id, r[3], r[4])
+release(id, r[F_QUEUE], r[F_WORKFLOW])
 redis.call('HSET', k_run(id), 'status', 'waiting', 'waiting_on', child)
-move_status(id, r[4], 'running', 'waiting', tonumber(r[5]))
+move_status(id, r[F_WORKFLOW], 'running', 'waiting', tonumber(r[F_CREATED]))
 return { 'waiting' }

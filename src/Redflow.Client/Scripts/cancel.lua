@@ -8,6 +8,7 @@
   ARGV[2] reason ('' = none)
   ARGV[3] fencing token ('' = a client request; else the holder acknowledges: the run ends Canceled now)
   Returns 1 when the cancel was recorded (or is under way), 0 for an unknown or finished run.
+  Uses: k_run, k_ready, k_ring, k_scheduled, K_CANCELS, K_CANCEL_CHANNEL, K_WAITS, now_ms, TERMINAL, release, finish (_lib.lua)
 ]]
 local function cancel(id, reason, token, now)
   local run = k_run(id)

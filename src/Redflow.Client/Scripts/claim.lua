@@ -9,8 +9,9 @@
   ARGV[4] lease ms
   ARGV[5] request id: a repeated claim with the same id returns the same answer
   ARGV[6] abandon after this many lease expiries with no progress
-  Returns a list of runs, each {id, token, lease deadline ms, workflow, input, attempt, max attempts,
-  resumes, queue, {step name, step record JSON, ...}, traceparent} (claim_from in _lib.lua)
+  Returns a list of leased runs (leased_entry in _lib.lua: id, token, lease deadline, workflow, input, attempt,
+  max attempts, resumes, queue, steps, traceparent, created at)
+  Uses: k_claim, K_WORKERS_SEEN, now_ms, int, promote_due, reclaim_expired, claim_from (_lib.lua)
 ]]
 local q, max, worker, lease_ms, req = ARGV[1], tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4]), ARGV[5]
 local prior = redis.call('GET', k_claim(req))

@@ -6,6 +6,7 @@
   ARGV[2] at most this many
   ARGV[3..] workflows this worker has
   Returns a list of {run id, workflow, queue, input, error JSON, attempt, max attempts}
+  Uses: k_run, K_ONFAILURE, now_ms (_lib.lua)
 ]]
 local now = now_ms()
 local mine = {}

@@ -12,17 +12,18 @@
   ARGV[7..] the worker's queues, in priority order (with ARGV[4])
   Returns {'ok', next runs} | {'done', next runs} (a repeat: the first call's next run, if it still holds it) |
   {'fenced', status} (next runs as claim.lua returns them: at most one)
+  Uses: k_run, now_ms, ring_if_waiting, release, F_STATUS, F_TOKEN, F_QUEUE, F_WORKFLOW, finish, next_token, claim_from, leased_run, holder (_lib.lua)
 ]]
 local id, token, claim_next = ARGV[1], ARGV[2], ARGV[4] == '1'
 local r, held = holder(id, token)
 if not held then
-  if r[1] == 'succeeded' and r[2] == token then
+  if r[F_STATUS] == 'succeeded' and r[F_TOKEN] == token then
     local prior = redis.call('HMGET', k_run(id), 'next_run', 'next_token')
     return { 'done', { prior[1] and leased_run(prior[1], prior[2]) or nil } }
   end
-  return { 'fenced', r[1] or 'missing' }
+  return { 'fenced', r[F_STATUS] or 'missing' }
 end
-local freed = release(id, r[3], r[4], true)
+local freed = release(id, r[F_QUEUE], r[F_WORKFLOW], true)
 local now = now_ms()
 -- The freed slot takes the next ready run first (the release made room under the cap); the run's record
 -- keeps which run that was, for a repeat of this call.
@@ -39,5 +40,5 @@ if #next_runs > 0 then
 end
 finish(id, 'succeeded', now, extra, r)
 -- The slot was not used here: if runs of the workflow wait, another worker may take it.
-if freed and #next_runs == 0 then ring_if_waiting(r[3], r[4]) end
+if freed and #next_runs == 0 then ring_if_waiting(r[F_QUEUE], r[F_WORKFLOW]) end
 return { 'ok', next_runs }

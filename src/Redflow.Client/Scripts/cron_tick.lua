@@ -12,9 +12,10 @@
   ARGV[7..] pairs: instant (unix ms), run id, for the instants to fire, oldest first; an empty run id only
            marks the instant handled (a first start, or misfires skipped by the policy)
   Returns {fired, skipped}
+  Uses: k_run, k_running, k_idem, k_cron, K_COUNTERS, now_ms, wf_settings, create_run (_lib.lua)
 ]]
 local wf, trigger = ARGV[1], ARGV[2]
-local last_key = P .. 'cron:' .. trigger
+local last_key = k_cron(trigger)
 local last = tonumber(redis.call('GET', last_key) or '0')
 local now = now_ms()
 local fired, skipped = 0, 0

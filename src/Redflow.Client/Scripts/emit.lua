@@ -14,6 +14,7 @@
   ARGV[11] rerun of run id ('')
   ARGV[12] W3C traceparent of the emitting code ('' = none)
   Returns {'created', id} | {'exists', id} (same key or same id: nothing written) | {'unknown', workflow names...}
+  Uses: k_run, k_wf, k_idem, K_WORKFLOWS, now_ms, create_run (_lib.lua)
 ]]
 local id, wf = ARGV[1], ARGV[2]
 local meta = redis.call('HMGET', k_wf(wf), 'queue', 'max_attempts')

@@ -6,15 +6,16 @@
   ARGV[2] fencing token
   ARGV[3] delay ms (0 = at once)
   Returns {'ok'} | {'done'} (a repeat: already handed back) | {'fenced', status}
+  Uses: k_run, now_ms, release, requeue, F_STATUS, F_TOKEN, F_QUEUE, F_WORKFLOW, F_CREATED, holder (_lib.lua)
 ]]
 local id = ARGV[1]
 local r, held = holder(id, ARGV[2])
 if not held then
-  if r[2] == ARGV[2] and (r[1] == 'queued' or r[1] == 'scheduled') then return { 'done' } end
-  return { 'fenced', r[1] or 'missing' }
+  if r[F_TOKEN] == ARGV[2] and (r[F_STATUS] == 'queued' or r[F_STATUS] == 'scheduled') then return { 'done' } end
+  return { 'fenced', r[F_STATUS] or 'missing' }
 end
 local now = now_ms()
-release(id, r[3], r[4])
+release(id, r[F_QUEUE], r[F_WORKFLOW])
 redis.call('HINCRBY', k_run(id), 'resumes', 1)
-requeue(id, r[3], r[4], 'running', tonumber(r[5]), now + tonumber(ARGV[3]), now, true)
+requeue(id, r[F_QUEUE], r[F_WORKFLOW], 'running', tonumber(r[F_CREATED]), now + tonumber(ARGV[3]), now, true)
 return { 'ok' }

@@ -6,6 +6,7 @@
   ARGV[2] abandon after this many lease expiries with no progress
   ARGV[3] cancel grace ms: a running run whose cancel was requested longer ago ends Canceled now
   Returns {promoted, reclaimed, purged, canceled}
+  Uses: k_run, k_steps, k_children, k_wf_status, k_wf_runs, K_FINISHED, K_ONFAILURE, K_CANCELS, K_WAITS, K_QUEUES, now_ms, release, requeue, finish, promote_due, reclaim_expired (_lib.lua)
 ]]
 local limit, abandon_after = tonumber(ARGV[1]), tonumber(ARGV[2])
 local now = now_ms()

@@ -6,6 +6,7 @@
   ARGV[3] worker info JSON
   ARGV[4..] groups of 7: name, queue, max concurrency, max attempts, retention ms, has OnFailure ('1'/'0'), cron JSON
   Returns the Redis time, ms.
+  Uses: k_wf, k_wf_workers, K_WORKFLOWS, K_QUEUES, K_WORKERS, K_WORKERS_SEEN, now_ms, has_on_failure (_lib.lua)
 ]]
 local now = now_ms()
 redis.call('HSET', K_WORKERS, ARGV[2], ARGV[3])

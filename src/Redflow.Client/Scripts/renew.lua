@@ -5,6 +5,7 @@
   ARGV[2] worker id (node): seen now (workers:seen), so lease expiries of its runs are known as hiccups, not deaths
   ARGV[3..] pairs: run id, token
   Returns {deadline ms, code per pair...}: code 1 renewed, 2 renewed and cancel requested, 0 lost.
+  Uses: k_run, k_leases, K_WORKERS_SEEN, now_ms, int, F_QUEUE, F_CANCEL, holder (_lib.lua)
 ]]
 local now = now_ms()
 local deadline = now + tonumber(ARGV[1])
@@ -15,8 +16,8 @@ for i = 3, #ARGV, 2 do
   local r, held = holder(id, ARGV[i + 1])
   if held then
     redis.call('HSET', k_run(id), 'lease_until', deadline)
-    redis.call('ZADD', k_leases(r[3]), deadline, id)
-    out[#out + 1] = r[12] and 2 or 1 -- cancel_requested
+    redis.call('ZADD', k_leases(r[F_QUEUE]), deadline, id)
+    out[#out + 1] = r[F_CANCEL] and 2 or 1 -- cancel_requested
   else
     out[#out + 1] = 0
   end

@@ -24,7 +24,7 @@ public sealed class ScriptTests
             [new WorkflowRegistration(workflow, "q", maxConcurrency, maxAttempts, TimeSpan.FromDays(7), onFailure, "[]")]);
 
     private async Task<string> EmitAsync(string id, string workflow = "wf", string? key = null, TimeSpan? delay = null) =>
-        (await _store.EmitAsync(id, workflow, "{}", null, null, null, delay, key, TimeSpan.FromHours(24), null, null)).RunId;
+        (await _store.EmitAsync(new NewRun(id, workflow, "{}") { Delay = delay, IdempotencyKey = key })).RunId;
 
     private async Task<ClaimedRun> ClaimOneAsync(string request = "r1", string worker = "node-1") =>
         Assert.Single(await _store.ClaimAsync("q", 1, worker, Lease, request, 3));
@@ -42,8 +42,8 @@ public sealed class ScriptTests
     public async Task Emit_repeated_with_the_same_run_id_creates_one_run()
     {
         await RegisterAsync();
-        Assert.Equal(("run_a", true), await _store.EmitAsync("run_a", "wf", "{}", null, null, null, null, null, TimeSpan.FromHours(1), null, null));
-        Assert.Equal(("run_a", false), await _store.EmitAsync("run_a", "wf", "{\"other\":1}", null, null, null, null, null, TimeSpan.FromHours(1), null, null));
+        Assert.Equal(("run_a", true), await _store.EmitAsync(new NewRun("run_a", "wf", "{}") { IdempotencyWindow = TimeSpan.FromHours(1) }));
+        Assert.Equal(("run_a", false), await _store.EmitAsync(new NewRun("run_a", "wf", "{\"other\":1}") { IdempotencyWindow = TimeSpan.FromHours(1) }));
         Assert.Equal("{}", (string?)await Db.HashGetAsync(K.Run("run_a"), "input"));
         Assert.Equal(1, await Db.ListLengthAsync(K.Ready("q", "wf")));
         Assert.Equal(1, await StatusIndexesContaining("run_a"));
@@ -149,7 +149,7 @@ public sealed class ScriptTests
         Assert.NotEqual(stale.Token, fresh.Token);
         Assert.Equal(WriteOutcome.Fenced, (await _store.RecordStepAsync(stale.Id, stale.Token, "s", 1, "\"stale\"", TimeSpan.Zero)).Outcome);
         Assert.Equal(WriteOutcome.Fenced, (await _store.CompleteAsync(stale.Id, stale.Token, "\"stale\"")).Outcome);
-        Assert.Equal(WriteOutcome.Fenced, (await _store.FailAsync(stale.Id, stale.Token, new RunError("X", "x"), true, TimeSpan.Zero, null, 1, TimeSpan.Zero, Lease)).Outcome);
+        Assert.Equal(WriteOutcome.Fenced, (await _store.FailAsync(new AttemptFailure(stale.Id, stale.Token, new RunError("X", "x"), 1) { Lease = Lease })).Outcome);
         Assert.Equal(WriteOutcome.Fenced, await _store.HandBackAsync(stale.Id, stale.Token, TimeSpan.Zero));
         Assert.Empty(await _store.GetStepsAsync(stale.Id));
         Assert.Equal(WriteOutcome.Ok, (await _store.CompleteAsync(fresh.Id, fresh.Token, "\"fresh\"")).Outcome);
@@ -207,9 +207,9 @@ public sealed class ScriptTests
         await RegisterAsync(maxAttempts: 2, onFailure: true);
         await EmitAsync("run_a");
         var first = await ClaimOneAsync();
-        var retry = await _store.FailAsync(first.Id, first.Token, new RunError("X", "one"), true, TimeSpan.FromMilliseconds(50), "s", 1, TimeSpan.Zero, Lease);
+        var retry = await _store.FailAsync(new AttemptFailure(first.Id, first.Token, new RunError("X", "one"), 1) { Delay = TimeSpan.FromMilliseconds(50), FailedStep = "s", Lease = Lease });
         Assert.Equal(new FailResult(WriteOutcome.Ok, true, 2), retry);
-        Assert.Equal(WriteOutcome.AlreadyDone, (await _store.FailAsync(first.Id, first.Token, new RunError("X", "one"), true, TimeSpan.FromMilliseconds(50), "s", 1, TimeSpan.Zero, Lease)).Outcome);
+        Assert.Equal(WriteOutcome.AlreadyDone, (await _store.FailAsync(new AttemptFailure(first.Id, first.Token, new RunError("X", "one"), 1) { Delay = TimeSpan.FromMilliseconds(50), FailedStep = "s", Lease = Lease })).Outcome);
         Assert.Equal("scheduled", (string?)await Db.HashGetAsync(K.Run("run_a"), "status"));
         Assert.Equal(2, (int)await Db.HashGetAsync(K.Run("run_a"), "attempt"));
 
@@ -218,9 +218,9 @@ public sealed class ScriptTests
         while (second is null && DateTime.UtcNow < until)
             second = (await _store.ClaimAsync("q", 1, "node-1", Lease, Guid.NewGuid().ToString(), 3)).SingleOrDefault();
         Assert.NotNull(second);
-        var final = await _store.FailAsync(second.Id, second.Token, new RunError("X", "two"), true, TimeSpan.Zero, null, 2, TimeSpan.Zero, Lease);
+        var final = await _store.FailAsync(new AttemptFailure(second.Id, second.Token, new RunError("X", "two"), 2) { Lease = Lease });
         Assert.Equal(new FailResult(WriteOutcome.Ok, false, 2), final);
-        Assert.Equal(WriteOutcome.AlreadyDone, (await _store.FailAsync(second.Id, second.Token, new RunError("X", "two"), true, TimeSpan.Zero, null, 2, TimeSpan.Zero, Lease)).Outcome);
+        Assert.Equal(WriteOutcome.AlreadyDone, (await _store.FailAsync(new AttemptFailure(second.Id, second.Token, new RunError("X", "two"), 2) { Lease = Lease })).Outcome);
         Assert.Equal("failed", (string?)await Db.HashGetAsync(K.Run("run_a"), "status"));
         Assert.NotNull(await Db.SortedSetScoreAsync(K.OnFailure, "run_a")); // the pending OnFailure call, recorded with the failure
         var step = Assert.Single(await _store.GetStepsAsync("run_a"));
@@ -234,7 +234,7 @@ public sealed class ScriptTests
         await EmitAsync("run_a");
         var run = await ClaimOneAsync();
         await _store.RecordStepAsync(run.Id, run.Token, "s", 1, "\"ok\"", TimeSpan.Zero);
-        await _store.FailAsync(run.Id, run.Token, new RunError("X", "later"), true, TimeSpan.Zero, "s", 1, TimeSpan.Zero, Lease);
+        await _store.FailAsync(new AttemptFailure(run.Id, run.Token, new RunError("X", "later"), 1) { FailedStep = "s", Lease = Lease });
         Assert.Equal(RunStatus.Succeeded, Assert.Single(await _store.GetStepsAsync("run_a")).Status);
     }
 
@@ -351,7 +351,7 @@ public sealed class ScriptTests
         await RegisterAsync();
         await EmitAsync("run_parent");
         var parent = await ClaimOneAsync();
-        await _store.EmitAsync("run_child", "wf", "{}", null, null, null, TimeSpan.FromHours(1), null, TimeSpan.FromHours(1), parent.Id, null);
+        await _store.EmitAsync(new NewRun("run_child", "wf", "{}") { Delay = TimeSpan.FromHours(1), IdempotencyWindow = TimeSpan.FromHours(1), ParentRunId = parent.Id });
         Assert.Equal(ChildOutcome.Waiting, (await _store.AwaitChildAsync(parent.Id, parent.Token, "c", "run_child", 1, null)).Outcome);
         Assert.Equal(ChildOutcome.Fenced, (await _store.AwaitChildAsync(parent.Id, parent.Token, "c", "run_child", 1, null)).Outcome); // no longer running: nothing written twice
         Assert.Equal("waiting", (string?)await Db.HashGetAsync(K.Run("run_parent"), "status"));
@@ -386,14 +386,32 @@ public sealed class ScriptTests
     public async Task The_lua_key_layout_matches_the_key_builder()
     {
         var keys = (RedisResult[])(await Db.ScriptEvaluateAsync(ScriptLibrary.Library +
-            "\nreturn {k_run('x'), k_steps('x'), k_children('x'), k_ready('q','w'), k_ring('q'), k_scheduled('q'), k_leases('q'), k_running('w'), k_wf('w'), k_wf_workers('w'), k_wf_status('w','queued'), k_wf_runs('w'), k_idem('w','k'), K_FINISHED, K_ONFAILURE, K_WORKFLOWS, K_QUEUES, K_WORKERS, K_WORKERS_SEEN, K_COUNTERS, K_CANCELS, K_WAITS, K_TOKEN}",
+            "\nreturn {k_run('x'), k_steps('x'), k_children('x'), k_ready('q','w'), k_ring('q'), k_scheduled('q'), k_leases('q'), k_running('w'), k_wf('w'), k_wf_workers('w'), k_wf_status('w','queued'), k_wf_runs('w'), k_idem('w','k'), k_cron('t'), K_FINISHED, K_ONFAILURE, K_WORKFLOWS, K_QUEUES, K_WORKERS, K_WORKERS_SEEN, K_COUNTERS, K_CANCELS, K_WAITS, K_TOKEN}",
             [(RedisKey)K.Base]))!;
         RedisKey[] expected =
         [
             K.Run("x"), K.Steps("x"), K.Children("x"), K.Ready("q", "w"), K.Ring("q"), K.Scheduled("q"), K.Leases("q"), K.Running("w"),
             K.Workflow("w"), K.WorkflowWorkers("w"), K.WorkflowStatus("w", RunStatus.Queued), K.WorkflowRuns("w"),
-            K.Idempotency("w", "k"), K.Finished, K.OnFailure, K.WorkflowsSet, K.Queues, K.Workers, K.WorkersSeen, K.Counters, K.Cancels, K.Waits, K.Token,
+            K.Idempotency("w", "k"), K.CronLast("t"), K.Finished, K.OnFailure, K.WorkflowsSet, K.Queues, K.Workers, K.WorkersSeen, K.Counters, K.Cancels, K.Waits, K.Token,
         ];
         Assert.Equal(expected.Select(k => (string)k!), keys.Select(k => (string)k!));
+    }
+
+    [Fact]
+    public void Each_script_header_names_the_library_parts_its_code_uses()
+    {
+        Assert.NotEmpty(ScriptLibrary.Names);
+        foreach (var name in ScriptLibrary.Names)
+        {
+            var source = ScriptLibrary.Source(name);
+            var header = source[..(source.IndexOf("]]", StringComparison.Ordinal) + 2)];
+            var line = header.Split('\n').SingleOrDefault(l => l.TrimStart().StartsWith("Uses:", StringComparison.Ordinal));
+            Assert.True(line is not null, $"{name}.lua has no Uses: line in its header");
+            var listed = line!.Trim()["Uses:".Length..].Replace("(_lib.lua)", "").Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
+            Assert.True(ScriptLibrary.DirectUses(source).SequenceEqual(listed),
+                $"{name}.lua: its header lists [{string.Join(", ", listed)}], its code uses [{string.Join(", ", ScriptLibrary.DirectUses(source))}]");
+            Assert.Contains("KEYS[1]", header);
+            Assert.Contains("Returns", header);
+        }
     }
 }
