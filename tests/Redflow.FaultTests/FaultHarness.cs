@@ -255,7 +255,7 @@ internal sealed class FaultHarness : IAsyncDisposable
     /// <summary>
     /// Redis pauses as production meets them, and nothing else: two <c>CLIENT PAUSE</c>s past the lease a few seconds
     /// apart, while runs of a workflow that never fails are in flight (claims are sent during the pauses and answered
-    /// after them). None of them may fail (issue 14: such pauses once failed healthy runs as abandoned).
+    /// after them). None of them may fail (such pauses once failed healthy runs as abandoned).
     /// </summary>
     private async Task HiccupsAsync()
     {

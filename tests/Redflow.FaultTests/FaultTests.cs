@@ -7,7 +7,7 @@ using Xunit.Abstractions;
 namespace Redflow.FaultTests;
 
 /// <summary>
-/// The fault harness (issue 7): worker processes SIGKILLed and SIGSTOPped, Redis restarted, connections
+/// The fault harness: worker processes SIGKILLed and SIGSTOPped, Redis restarted, connections
 /// killed, Redis paused, several reapers at once, under a mixed workload; then the guarantees are checked
 /// against Redis's records and the workers' independent ledgers. See docs/reliability.md.
 /// </summary>

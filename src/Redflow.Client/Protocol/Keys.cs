@@ -4,7 +4,7 @@ namespace Redflow.Protocol;
 
 /// <summary>
 /// Every Redis key of one namespace. The scripts build the same keys in <c>Scripts/_lib.lua</c>;
-/// <c>KeysAgreeTests</c> checks that the two agree. All keys share the hash tag <c>{prefix}</c>, so they
+/// the script test <c>The_lua_key_layout_matches_the_key_builder</c> checks that the two agree. All keys share the hash tag <c>{prefix}</c>, so they
 /// live in one Redis Cluster slot.
 /// </summary>
 internal sealed class Keys

@@ -2,7 +2,7 @@ using Redflow.Protocol;
 
 namespace Redflow.Tests.Integration;
 
-/// <summary>Listing, metadata, stats, steps, rerun, retention and payload limits (issue 5).</summary>
+/// <summary>Listing, metadata, stats, steps, rerun, retention and payload limits.</summary>
 public sealed class InspectionTests : WorkerTest
 {
     private static WorkflowDefinition<Order, int> Echo(string name, TimeSpan? retention = null) =>
