@@ -16,3 +16,33 @@ internal static class Backoff
     public static TimeSpan Delay(int failures, TimeSpan? cap = null) =>
         TimeSpan.FromMilliseconds(Math.Min((cap ?? WriteCap).TotalMilliseconds, 100 * Math.Pow(2, Math.Clamp(failures - 1, 0, 16))));
 }
+
+/// <summary>
+/// The timer of an actor's periodic Redis call (a reap, a cron tick) that backs off while the call fails: a failure
+/// reports to the worker's health and replaces the period by one retry after <see cref="Backoff.Delay"/>; the next
+/// success reports that Redis is back and restores the period. Made in the actor's PreStart (its timers are set then);
+/// the timer's key is <paramref name="what"/>.
+/// </summary>
+internal sealed class PeriodicCall(Akka.Actor.ITimerScheduler timers, WorkerHealth health, string what, object message, TimeSpan interval)
+{
+    private int _failures;
+
+    /// <summary>Starts the period.</summary>
+    public void Start() => timers.StartPeriodicTimer(what, message, interval);
+
+    /// <summary>The call succeeded.</summary>
+    public void Succeeded()
+    {
+        health.RedisOk();
+        if (_failures == 0) return;
+        _failures = 0;
+        Start();
+    }
+
+    /// <summary>The call failed with <paramref name="error"/>.</summary>
+    public void Failed(Exception error)
+    {
+        health.Failed(what, error);
+        timers.StartSingleTimer(what, message, Backoff.Delay(++_failures, Backoff.PollCap));
+    }
+}

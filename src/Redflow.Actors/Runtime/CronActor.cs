@@ -18,9 +18,6 @@ internal sealed class CronActor : ReceiveActor, IWithTimers
     private sealed record Ticked;
     private sealed record TickFailed(Exception Error);
 
-    /// <summary>The periodic tick, and the single retry that replaces it while Redis fails.</summary>
-    private const string TickTimer = "tick";
-
     /// <summary>How often due triggers are checked.</summary>
     internal static readonly TimeSpan Interval = TimeSpan.FromMilliseconds(500);
 
@@ -31,7 +28,7 @@ internal sealed class CronActor : ReceiveActor, IWithTimers
     private readonly IReadOnlyList<(WorkflowDefinition Workflow, CronSchedule Schedule)> _triggers;
     private readonly ILoggingAdapter _log = Context.GetLogger();
     private bool _inFlight;
-    private int _failures;
+    private PeriodicCall _ticks = null!; // the periodic tick, backing off while Redis fails
 
     public CronActor(WorkerContext ctx)
     {
@@ -48,16 +45,12 @@ internal sealed class CronActor : ReceiveActor, IWithTimers
         Receive<Ticked>(_ =>
         {
             _inFlight = false;
-            _ctx.Health.RedisOk();
-            if (_failures == 0) return;
-            _failures = 0;
-            Timers.StartPeriodicTimer(TickTimer, new Tick(), Interval);
+            _ticks.Succeeded();
         });
         Receive<TickFailed>(m =>
         {
             _inFlight = false;
-            _ctx.Health.Failed("firing cron triggers", m.Error);
-            Timers.StartSingleTimer(TickTimer, new Tick(), Backoff.Delay(++_failures, Backoff.PollCap));
+            _ticks.Failed(m.Error);
         });
     }
 
@@ -65,7 +58,8 @@ internal sealed class CronActor : ReceiveActor, IWithTimers
 
     protected override void PreStart()
     {
-        if (_triggers.Count > 0) Timers.StartPeriodicTimer(TickTimer, new Tick(), Interval);
+        _ticks = new PeriodicCall(Timers, _ctx.Health, "firing cron triggers", new Tick(), Interval);
+        if (_triggers.Count > 0) _ticks.Start();
     }
 
     private async Task TickAsync()

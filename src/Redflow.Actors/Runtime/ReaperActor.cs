@@ -14,13 +14,10 @@ internal sealed class ReaperActor : ReceiveActor, IWithTimers
     private sealed record Reap;
     private sealed record ReapFailed(Exception Error);
 
-    /// <summary>The periodic reap, and the single retry that replaces it while Redis fails.</summary>
-    private const string ReapTimer = "reap";
-
     private readonly ILoggingAdapter _log = Context.GetLogger();
     private readonly WorkerContext _ctx;
     private bool _inFlight;
-    private int _failures;
+    private PeriodicCall _reaps = null!; // the periodic reap, backing off while Redis fails
 
     public ReaperActor(WorkerContext ctx)
     {
@@ -35,12 +32,7 @@ internal sealed class ReaperActor : ReceiveActor, IWithTimers
         Receive<Protocol.ReapResult>(r =>
         {
             _inFlight = false;
-            _ctx.Health.RedisOk();
-            if (_failures > 0)
-            {
-                _failures = 0;
-                Timers.StartPeriodicTimer(ReapTimer, new Reap(), _ctx.Options.ReaperInterval);
-            }
+            _reaps.Succeeded();
             if (r.Reclaimed > 0)
             {
                 _log.Info("Reaper took back {0} runs with expired leases", r.Reclaimed);
@@ -51,8 +43,7 @@ internal sealed class ReaperActor : ReceiveActor, IWithTimers
         Receive<ReapFailed>(m =>
         {
             _inFlight = false;
-            _ctx.Health.Failed("reaping expired leases", m.Error);
-            Timers.StartSingleTimer(ReapTimer, new Reap(), Backoff.Delay(++_failures, Backoff.PollCap));
+            _reaps.Failed(m.Error);
         });
     }
 
@@ -60,8 +51,9 @@ internal sealed class ReaperActor : ReceiveActor, IWithTimers
 
     protected override void PreStart()
     {
+        _reaps = new PeriodicCall(Timers, _ctx.Health, "reaping expired leases", new Reap(), _ctx.Options.ReaperInterval);
         Self.Tell(new Reap());
-        Timers.StartPeriodicTimer(ReapTimer, new Reap(), _ctx.Options.ReaperInterval);
+        _reaps.Start();
     }
 
     /// <summary>Props of the reaper under a backoff supervisor that restarts it after a fault (0.2 s, growing to 10 s).</summary>
