@@ -1,3 +1,4 @@
+using Redflow.TestProcesses;
 using System.Diagnostics;
 using System.Globalization;
 using System.Text;
@@ -31,8 +32,8 @@ public sealed class FaultTests(ITestOutputHelper output)
         var minutes = Minutes("REDFLOW_SOAK_MINUTES", 10);
         var root = Path.Combine(Path.GetTempPath(), "redflow-faults", $"soak-{DateTime.UtcNow:yyyyMMdd-HHmmss}");
         Directory.CreateDirectory(root);
-        await using var redis = await RedisServer.StartAsync(Path.Combine(root, "redis"));
-        await using var worker = await FaultWorkerProcess.StartAsync(redis.Config, "soak", Path.Combine(root, "worker.ledger"), TimeSpan.FromSeconds(5), 10);
+        await using var redis = await RedisProcess.StartAsync(Path.Combine(root, "redis"));
+        await using var worker = await WorkerProcess.StartAsync(redis.Config, "soak", Path.Combine(root, "worker.ledger"), TimeSpan.FromSeconds(5), 10);
         await using var client = RedflowClient.Create(new RedflowClientOptions { Url = redis.Config, Prefix = "soak" });
         await using var raw = await ConnectionMultiplexer.ConnectAsync(redis.Config + ",allowAdmin=true");
         var clock = Stopwatch.StartNew();

@@ -12,7 +12,11 @@
 // Every step body returns {"exec": <its exec id>, ...}, so the recorded result names the execution that made it,
 // and every run's output names the invocation that completed it.
 // Prints "ready <node>" once started and "mem <gc-heap-bytes> <working-set-bytes>" every 2 s.
+// The kill tests use it too. With REDFLOW_HOLD_STEPS=1, a step whose plan says "hold": true waits in its body until the
+// process is killed (elsewhere it runs as its "ms" say). With REDFLOW_TEST_LOG=1 the worker logs (Information and up)
+// to stdout, one line an entry, so a test can count them.
 using System.Text;
+using Microsoft.Extensions.Logging;
 using System.Text.Json;
 using Redflow;
 using StackExchange.Redis;
@@ -23,6 +27,7 @@ var ledgerPath = args[2];
 var lease = TimeSpan.FromMilliseconds(int.Parse(args[3]));
 var concurrency = int.Parse(args[4]);
 var pid = Environment.ProcessId;
+var holdSteps = Environment.GetEnvironmentVariable("REDFLOW_HOLD_STEPS") == "1";
 
 var ledgerStream = new FileStream(ledgerPath, FileMode.Append, FileAccess.Write, FileShare.ReadWrite);
 var ledgerLock = new object();
@@ -84,6 +89,7 @@ async Task<object?> RunPlanAsync(WorkflowHandlerContext ctx)
         var stepName = $"s{i:00}";
         var ms = step.GetProperty("ms").GetInt32();
         var fail = step.GetProperty("fail").GetInt32();
+        var hold = holdSteps && step.TryGetProperty("hold", out var h) && h.GetBoolean();
         var isPoison = i == poison;
         var result = await ctx.Step.RunAsync(stepName, async ct =>
         {
@@ -99,6 +105,7 @@ async Task<object?> RunPlanAsync(WorkflowHandlerContext ctx)
                 Ledger("throw", run, stepName, attempt, inv, exec);
                 throw new InvalidOperationException($"transient failure at step {stepName}, attempt {attempt}");
             }
+            if (hold) await Task.Delay(Timeout.Infinite, ct); // until this process is killed
             if (ms > 0) await Task.Delay(ms, ct);
             Ledger("end", run, stepName, attempt, inv, exec);
             return new StepOut(exec, pid, inv);
@@ -134,6 +141,7 @@ await using var worker = await RedflowWorker.StartAsync(new StartWorkerOptions
     CancelGrace = TimeSpan.FromSeconds(3),
     ShutdownTimeout = TimeSpan.FromSeconds(2),
     Concurrency = concurrency,
+    LoggerFactory = Environment.GetEnvironmentVariable("REDFLOW_TEST_LOG") == "1" ? new StdoutLoggerFactory() : null,
 });
 node.SetResult(worker.Node);
 Console.WriteLine($"ready {worker.Node}");
@@ -160,3 +168,19 @@ internal sealed record StepOut(string Exec, int Pid, string Inv);
 
 /// <summary>The typed workflow's input: a missing or mistyped count is an invalid input.</summary>
 internal sealed record TypedInput(int Count);
+
+/// <summary>Writes every entry at Information and up to stdout as one line "level: message".</summary>
+internal sealed class StdoutLoggerFactory : ILoggerFactory, ILogger
+{
+    public ILogger CreateLogger(string categoryName) => this;
+    public void AddProvider(ILoggerProvider provider) { }
+    public void Dispose() { }
+    public IDisposable? BeginScope<TState>(TState state) where TState : notnull => null;
+    public bool IsEnabled(LogLevel logLevel) => logLevel >= LogLevel.Information;
+
+    public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
+    {
+        if (!IsEnabled(logLevel)) return;
+        lock (this) Console.WriteLine($"{logLevel}: {formatter(state, exception)}{(exception is null ? "" : " | " + exception.GetType().Name)}");
+    }
+}

@@ -61,7 +61,7 @@ internal static class RedisServer
         return container.GetConnectionString(); // host:port, a StackExchange.Redis configuration string
     }
 
-    internal static void WaitUntilUp(string endpoint, Process process)
+    private static void WaitUntilUp(string endpoint, Process process)
     {
         var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(30);
         while (true)

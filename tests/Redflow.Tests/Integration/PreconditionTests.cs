@@ -6,7 +6,7 @@ public sealed class PreconditionTests : WorkerTest
     [Fact]
     public async Task G11_a_worker_refuses_an_evicting_redis_unless_told_to_skip_the_check()
     {
-        await using var server = await Fixtures.PrivateRedis.StartAsync(config: ["--maxmemory-policy", "allkeys-lru"]);
+        await using var server = await Redflow.TestProcesses.RedisProcess.StartAsync(null, false, "--maxmemory-policy", "allkeys-lru");
         var workflow = Workflows.Define("g11", async ctx => null);
         var options = new StartWorkerOptions { Url = server.Url, Workflows = [workflow] };
         RedflowException? refused = null;

@@ -1,4 +1,4 @@
-using Redflow.Tests.Fixtures;
+using Redflow.TestProcesses;
 using Xunit.Abstractions;
 
 namespace Redflow.Tests.Integration;
@@ -15,7 +15,7 @@ public sealed class RedisHiccupTests(ITestOutputHelper output)
     [Fact]
     public async Task G4_two_pauses_longer_than_the_lease_while_claims_are_in_flight_fail_no_run()
     {
-        await using var redis = await PrivateRedis.StartAsync();
+        await using var redis = await RedisProcess.StartAsync(aof: false);
         const string prefix = "hiccup";
         var steady = Workflows.Define("steady", async ctx =>
         {
@@ -66,19 +66,21 @@ public sealed class RedisHiccupTests(ITestOutputHelper output)
     public async Task A_Redis_outage_costs_a_worker_a_few_log_lines_and_every_run_finishes_after_Redis_returns()
     {
         var outage = TimeSpan.FromSeconds(int.TryParse(Environment.GetEnvironmentVariable("REDFLOW_OUTAGE_SECONDS"), out var s) ? s : 60);
-        await using var redis = await PrivateRedis.StartAsync(aof: true);
+        await using var redis = await RedisProcess.StartAsync();
         const string prefix = "outage";
         var ledger = Path.Combine(Path.GetTempPath(), $"redflow-outage-{Guid.NewGuid():N}.txt");
-        await using var worker = await WorkerProcess.StartAsync(prefix, ledger, TimeSpan.FromSeconds(2), stepTwoSleepMs: 200, redis.Url, log: true);
+        await using var worker = await WorkerProcess.StartAsync(redis.Config, prefix, ledger, TimeSpan.FromSeconds(2), 4,
+            new Dictionary<string, string> { ["REDFLOW_TEST_LOG"] = "1" });
         await using var client = RedflowClient.Create(new RedflowClientOptions { Url = redis.Url, Prefix = prefix });
         var handles = new List<RunHandle>();
-        for (var i = 0; i < 40; i++) handles.Add(await client.EmitWorkflowAsync("ledger", new { n = i }));
+        var plan = new { steps = new object[] { new { ms = 0, fail = 0 }, new { ms = 200, fail = 0 }, new { ms = 0, fail = 0 } }, poison = -1 };
+        for (var i = 0; i < 40; i++) handles.Add(await client.EmitWorkflowAsync("fault-main", plan));
         await EventuallyAsync(async () => await CountAsync(client, RunStatus.Succeeded) >= 2, "runs are under way");
 
         var linesBefore = worker.Output.Count;
         await redis.KillAsync();
         await Task.Delay(outage); // the outage itself: Redis is gone this long
-        await redis.RestartAsync();
+        await redis.StartAgainAsync();
         await EventuallyAsync(async () => await CountAsync(client, RunStatus.Succeeded) == handles.Count, "every run succeeded after Redis returned");
 
         var during = worker.Output.Skip(linesBefore).ToList();
