@@ -36,8 +36,11 @@ public sealed record RedflowClientOptions
     /// <summary>How long an idempotency key is kept after its run finished. Default 24 h.</summary>
     public TimeSpan IdempotencyWindow { get; init; } = TimeSpan.FromHours(24);
 
-    /// <summary>Inputs larger than this (as UTF-8 JSON) are rejected at emit. Default 512 KiB.</summary>
+    /// <summary>Inputs, signal and event payloads larger than this (as UTF-8 JSON) are rejected. Default 512 KiB.</summary>
     public int MaxPayloadBytes { get; init; } = 512 * 1024;
+
+    /// <summary>How long a sent event is kept for waits that reach it later (and its idempotency key). Default 24 h.</summary>
+    public TimeSpan EventRetention { get; init; } = TimeSpan.FromHours(24);
 }
 
 /// <summary>Emits runs and inspects them.</summary>
@@ -75,6 +78,20 @@ public interface IRedflowClient : IAsyncDisposable
 
     /// <summary>A new run of a run's workflow with the same input; its record points at the original.</summary>
     Task<RunHandle> RerunAsync(string runId, CancellationToken cancellationToken = default);
+
+    /// <summary>
+    /// Sends signal <paramref name="signal"/> to a run. Buffered: a signal sent before the run reaches its wait is kept
+    /// (per run and signal name, in the order sent) and taken by the next wait of that name. True for a scheduled, queued,
+    /// running or waiting run; false for an unknown or finished one (nothing is written).
+    /// </summary>
+    Task<bool> SignalRunAsync(string runId, string signal, object? payload = null, CancellationToken cancellationToken = default);
+
+    /// <summary>
+    /// Sends event <paramref name="name"/>: every run waiting on its name and key takes it (once per run), runs whose
+    /// wait comes later find it for <see cref="RedflowClientOptions.EventRetention"/>, and workflows with an
+    /// <see cref="EventTrigger"/> of that name each start one run with the payload as input.
+    /// </summary>
+    Task<EventSent> SendEventAsync(string name, object? payload = null, SendEventOptions? options = null, CancellationToken cancellationToken = default);
 }
 
 /// <summary>Creates clients.</summary>
@@ -94,6 +111,8 @@ public static class RedflowClient
             throw new ArgumentOutOfRangeException(nameof(options), options.IdempotencyWindow, "IdempotencyWindow must be positive.");
         if (options.MaxPayloadBytes <= 0)
             throw new ArgumentOutOfRangeException(nameof(options), options.MaxPayloadBytes, "MaxPayloadBytes must be positive.");
+        if (options.EventRetention <= TimeSpan.Zero)
+            throw new ArgumentOutOfRangeException(nameof(options), options.EventRetention, "EventRetention must be positive.");
         return new RedisRedflowClient(options, new RedisHandle(configuration), ownsConnection: true);
     }
 }
@@ -329,6 +348,57 @@ internal sealed class RedisRedflowClient : IRedflowClient
         cancellationToken.ThrowIfCancellationRequested();
         var store = await StoreAsync().ConfigureAwait(false);
         return await store.CancelAsync(Names.Check(runId, "run id"), reason).ConfigureAwait(false);
+    }
+
+    // ---- signals and events --------------------------------------------------------------------------
+
+    public async Task<bool> SignalRunAsync(string runId, string signal, object? payload = null, CancellationToken cancellationToken = default)
+    {
+        Names.Check(runId, "run id");
+        Names.Check(signal, "signal name");
+        var json = SerializePayload($"The payload of signal '{signal}'", payload);
+        cancellationToken.ThrowIfCancellationRequested();
+        var store = await StoreAsync().ConfigureAwait(false);
+        // Durability point: when the signal script returns true, the signal is buffered with the run (or already
+        // requeued it); a wait of that name takes it, in the order sent.
+        return await store.SignalAsync(runId, signal, json).ConfigureAwait(false);
+    }
+
+    public async Task<EventSent> SendEventAsync(string name, object? payload = null, SendEventOptions? options = null, CancellationToken cancellationToken = default)
+    {
+        Names.Check(name, "event name");
+        if (options?.Key is { } key) Names.Check(key, "event key");
+        if (options?.IdempotencyKey is { } idem) Names.Check(idem, "idempotency key");
+        var json = SerializePayload($"The payload of event '{name}'", payload);
+        cancellationToken.ThrowIfCancellationRequested();
+        var store = await StoreAsync().ConfigureAwait(false);
+        using var activity = RedflowTelemetry.Source.StartActivity("redflow.event.send", System.Diagnostics.ActivityKind.Producer);
+        activity?.SetTag("redflow.event", name);
+        // Durability point: when the script returns, the event is kept for EventRetention, the runs waiting on it are
+        // requeued and the runs its triggers start exist, all in one script call.
+        return await store.SendEventAsync(new NewEvent(RunIds.NewEvent(), name, json)
+        {
+            Key = options?.Key, IdempotencyKey = options?.IdempotencyKey, Retention = _options.EventRetention,
+            TraceParent = RedflowTelemetry.CurrentTraceParent(),
+        }).ConfigureAwait(false);
+    }
+
+    /// <summary>A signal's or event's payload as JSON, within <see cref="RedflowClientOptions.MaxPayloadBytes"/>.</summary>
+    private string SerializePayload(string what, object? payload)
+    {
+        string json;
+        try
+        {
+            json = payload is JsonElement element ? element.GetRawText() : RedflowJson.Serialize(payload);
+        }
+        catch (Exception ex) when (ex is JsonException or NotSupportedException or InvalidOperationException or ArgumentException)
+        {
+            throw new ArgumentException($"{what} ({payload!.GetType().Name}) cannot be serialized to JSON: {ex.Message}", nameof(payload), ex);
+        }
+        var size = System.Text.Encoding.UTF8.GetByteCount(json);
+        if (size > _options.MaxPayloadBytes)
+            throw new ArgumentException($"{what} is {size} bytes of JSON; the limit is {_options.MaxPayloadBytes} bytes (RedflowClientOptions.MaxPayloadBytes).", nameof(payload));
+        return json;
     }
 
     public async Task<RunHandle> RerunAsync(string runId, CancellationToken cancellationToken = default)

@@ -16,6 +16,31 @@ public interface IStepApi
 
     /// <summary>Starts a child run once, as step <paramref name="name"/>, and returns its run id without waiting.</summary>
     Task<string> EmitWorkflowAsync(string name, string workflow, object? input, ChildWorkflowOptions? options = null);
+
+    /// <summary>
+    /// Sleeps durably for <paramref name="duration"/> (on the Redis clock, counted from when step <paramref name="name"/> first
+    /// slept): the run waits holding no lease, no slot and no cap, and replays when the time has come.
+    /// </summary>
+    /// <exception cref="ArgumentOutOfRangeException">The duration is zero or negative.</exception>
+    Task SleepAsync(string name, TimeSpan duration);
+
+    /// <summary>Sleeps durably until <paramref name="until"/> (on the Redis clock); a time in the past returns at once.</summary>
+    Task SleepUntilAsync(string name, DateTimeOffset until);
+
+    /// <summary>
+    /// Waits durably for signal <paramref name="signal"/> sent to this run (<see cref="IRedflowClient.SignalRunAsync"/>) and
+    /// returns its payload. Signals are buffered per run: one sent before the wait is taken by it, in the order sent.
+    /// Past <see cref="WaitOptions.Timeout"/> it throws <see cref="RedflowTimeoutException"/> (recorded: a replay throws it again).
+    /// </summary>
+    Task<T> WaitForSignalAsync<T>(string name, string signal, WaitOptions? options = null);
+
+    /// <summary>
+    /// Waits durably for event <paramref name="eventName"/> (<see cref="IRedflowClient.SendEventAsync"/>) with
+    /// <see cref="WaitOptions.Key"/> (or without a key) and returns its payload: the earliest such event sent after the run
+    /// was created and not taken by an earlier wait of this run. Past <see cref="WaitOptions.Timeout"/> it throws
+    /// <see cref="RedflowTimeoutException"/>.
+    /// </summary>
+    Task<T> WaitForEventAsync<T>(string name, string eventName, WaitOptions? options = null);
 }
 
 /// <summary>What every handler gets besides its input: the run, its cancellation and its steps.</summary>
@@ -58,7 +83,48 @@ public sealed class WorkflowHandlerContext<TInput> : WorkflowHandlerContextBase
 }
 
 /// <summary>One run's execution environment, shared by the handler's context and its steps.</summary>
-internal sealed record RunScope(RunInfo Run, RunStop Stop, IStepApi Step, IServiceProvider? Services = null);
+internal sealed record RunScope(RunInfo Run, RunStop Stop, IStepApi Step, IServiceProvider? Services = null)
+{
+    /// <summary>What the attempt created and the engine disposes when the attempt ends, finished or suspended (a class-style workflow and its DI scope).</summary>
+    public AttemptResources Resources { get; } = new();
+}
+
+/// <summary>
+/// Objects one attempt of a handler owns, disposed once, newest first: by the handler's own <c>finally</c> when it
+/// returns, or by the engine when the run is suspended (a suspended handler never returns, so its <c>finally</c> never runs).
+/// </summary>
+internal sealed class AttemptResources : IAsyncDisposable
+{
+    private readonly List<object> _items = [];
+    private bool _disposed;
+
+    /// <summary>Adds <paramref name="item"/>, to be disposed with the attempt (if it is disposable); returns it.</summary>
+    public T Add<T>(T item) where T : notnull
+    {
+        lock (_items)
+        {
+            if (!_disposed) _items.Add(item);
+        }
+        return item;
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        object[] items;
+        lock (_items)
+        {
+            if (_disposed) return;
+            _disposed = true;
+            items = [.. _items];
+            _items.Clear();
+        }
+        for (var i = items.Length - 1; i >= 0; i--)
+        {
+            if (items[i] is IAsyncDisposable a) await a.DisposeAsync().ConfigureAwait(false);
+            else if (items[i] is IDisposable d) d.Dispose();
+        }
+    }
+}
 
 /// <summary>A run's cancellation together with its reason: the first reason given wins.</summary>
 internal sealed class RunStop : IDisposable

@@ -167,21 +167,18 @@ public static class Workflows
         where T : class, IWorkflow<TInput, TOutput> =>
         new(name, async (ctx, services) =>
         {
-            if (services is null)
+            // The instance and its DI scope belong to the attempt: disposed when the handler returns, or by the engine
+            // when the run is suspended (the handler then never returns).
+            var attempt = ctx.Scope.Resources;
+            try
             {
-                var workflow = Activator.CreateInstance<T>();
-                try { return await workflow.RunAsync(ctx).ConfigureAwait(false); }
-                finally { await DisposeAsync(workflow).ConfigureAwait(false); }
+                if (services is null) return await attempt.Add(Activator.CreateInstance<T>()).RunAsync(ctx).ConfigureAwait(false);
+                var scope = attempt.Add(services.CreateAsyncScope());
+                return await attempt.Add(ActivatorUtilities.CreateInstance<T>(scope.ServiceProvider)).RunAsync(ctx).ConfigureAwait(false);
             }
-            await using var scope = services.CreateAsyncScope();
-            var instance = ActivatorUtilities.CreateInstance<T>(scope.ServiceProvider);
-            try { return await instance.RunAsync(ctx).ConfigureAwait(false); }
-            finally { await DisposeAsync(instance).ConfigureAwait(false); }
+            finally
+            {
+                await attempt.DisposeAsync().ConfigureAwait(false);
+            }
         }, options);
-
-    private static async ValueTask DisposeAsync(object instance)
-    {
-        if (instance is IAsyncDisposable asyncDisposable) await asyncDisposable.DisposeAsync().ConfigureAwait(false);
-        else if (instance is IDisposable disposable) disposable.Dispose();
-    }
 }

@@ -67,7 +67,7 @@ public sealed record RunRecord
     public JsonElement Input { get; init; }
     /// <summary>Its output, once succeeded.</summary>
     public JsonElement? Output { get; init; }
-    /// <summary>The last error: the final one of a failed run, or the last failed attempt's of a retried run.</summary>
+    /// <summary>The error the run ended with: set for a failed run, and for a run scheduled for a retry (its last attempt's); null once it succeeded.</summary>
     public RunError? Error { get; init; }
     /// <summary>The attempt, 1-based.</summary>
     public int Attempt { get; init; }
@@ -91,6 +91,8 @@ public sealed record RunRecord
     public int Resumes { get; init; }
     /// <summary>The run this one reruns, if it was made by <see cref="IRedflowClient.RerunAsync"/>.</summary>
     public string? RerunOf { get; init; }
+    /// <summary>What a <see cref="RunStatus.Waiting"/> run waits on; empty otherwise (and in run listings).</summary>
+    public IReadOnlyList<WaitInfo> Waits { get; init; } = [];
 }
 
 /// <summary>A step of a run, as recorded.</summary>

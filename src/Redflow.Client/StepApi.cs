@@ -1,4 +1,5 @@
 using System.Text.Json;
+using Redflow.Protocol;
 
 namespace Redflow;
 
@@ -43,6 +44,8 @@ internal abstract class StepApi : IStepApi
     {
         Reserve(name);
         Names.Check(workflow, "workflow name");
+        if (options?.Timeout is { } timeout && timeout <= TimeSpan.Zero)
+            throw new ArgumentOutOfRangeException(nameof(options), timeout, $"Step '{name}': ChildWorkflowOptions.Timeout must be positive.");
         using var activity = RedflowTelemetry.Source.StartActivity("redflow.child.wait");
         activity?.SetTag("redflow.step", name);
         activity?.SetTag("redflow.child_workflow", workflow);
@@ -59,6 +62,60 @@ internal abstract class StepApi : IStepApi
         activity?.SetTag("redflow.child_workflow", workflow);
         return await EmitChildAsync(name, workflow, input, options ?? new ChildWorkflowOptions()).ConfigureAwait(false);
     }
+
+    public Task SleepAsync(string name, TimeSpan duration)
+    {
+        if (duration <= TimeSpan.Zero)
+            throw new ArgumentOutOfRangeException(nameof(duration), duration, $"Step '{name}': the sleep's duration must be positive.");
+        return WaitAsync<JsonElement?>(new WaitRequest(name, WaitKind.Sleep, null) { Relative = duration });
+    }
+
+    public Task SleepUntilAsync(string name, DateTimeOffset until) =>
+        WaitAsync<JsonElement?>(new WaitRequest(name, WaitKind.Sleep, null) { Until = until });
+
+    public Task<T> WaitForSignalAsync<T>(string name, string signal, WaitOptions? options = null)
+    {
+        Names.Check(signal, "signal name");
+        if (options?.Key is not null)
+            throw new ArgumentException($"Step '{name}': WaitOptions.Key applies to event waits; a signal goes to one run and has no key.", nameof(options));
+        return WaitAsync<T>(new WaitRequest(name, WaitKind.Signal, signal) { Relative = CheckTimeout(name, options) });
+    }
+
+    public Task<T> WaitForEventAsync<T>(string name, string eventName, WaitOptions? options = null)
+    {
+        Names.Check(eventName, "event name");
+        if (options?.Key is { } key) Names.Check(key, "event key");
+        return WaitAsync<T>(new WaitRequest(name, WaitKind.Event, eventName) { Key = options?.Key, Relative = CheckTimeout(name, options) });
+    }
+
+    private static TimeSpan? CheckTimeout(string name, WaitOptions? options) => options?.Timeout is { } t && t <= TimeSpan.Zero
+        ? throw new ArgumentOutOfRangeException(nameof(options), t, $"Step '{name}': WaitOptions.Timeout must be positive.")
+        : options?.Timeout;
+
+    private async Task<T> WaitAsync<T>(WaitRequest wait)
+    {
+        Reserve(wait.Step);
+        using var activity = RedflowTelemetry.Source.StartActivity("redflow.wait");
+        activity?.SetTag("redflow.step", wait.Step);
+        activity?.SetTag("redflow.wait.kind", wait.Kind.ToString());
+        if (wait.Name is not null) activity?.SetTag("redflow.wait.name", wait.Name);
+        try
+        {
+            return ReadResult<T>(wait.Step, await WaitCoreAsync(wait).ConfigureAwait(false));
+        }
+        catch (Exception ex) when (activity is not null)
+        {
+            activity.SetStatus(System.Diagnostics.ActivityStatusCode.Error, ex.Message);
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// Waits for a sleep, a signal or an event: returns the wait's result as JSON (a sleep's is <c>null</c>), or throws
+    /// <see cref="RedflowTimeoutException"/> past its timeout. On a worker, a wait that cannot be answered now makes the
+    /// run suspend, and the call simply never returns in this attempt.
+    /// </summary>
+    protected abstract Task<string> WaitCoreAsync(WaitRequest wait);
 
     /// <summary>The workflow whose steps these are (named in errors), when known.</summary>
     protected virtual string? Workflow => null;

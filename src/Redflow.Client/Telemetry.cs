@@ -25,6 +25,8 @@ public static class RedflowTelemetry
     internal static readonly Counter<long> RunsFailed = Meter.CreateCounter<long>("redflow.runs.failed", "{run}", "Runs that failed for good");
     internal static readonly Counter<long> RunsCanceled = Meter.CreateCounter<long>("redflow.runs.canceled", "{run}", "Running runs that ended canceled");
     internal static readonly Counter<long> RunsRetried = Meter.CreateCounter<long>("redflow.runs.retried", "{run}", "Failed attempts scheduled for a retry");
+    internal static readonly Counter<long> RunsSuspended = Meter.CreateCounter<long>("redflow.runs.suspended", "{run}", "Runs that suspended: every unfinished call of the handler waits");
+    internal static readonly Counter<long> RunsResumed = Meter.CreateCounter<long>("redflow.runs.resumed", "{run}", "Waiting runs started again after one of their waits was satisfied or timed out");
     internal static readonly Counter<long> LeaseTakeovers = Meter.CreateCounter<long>("redflow.leases.taken_over", "{run}", "Runs taken back from a worker whose lease expired");
     internal static readonly Counter<long> CronFired = Meter.CreateCounter<long>("redflow.cron.fired", "{tick}", "Cron ticks that started a run");
     internal static readonly Counter<long> CronSkipped = Meter.CreateCounter<long>("redflow.cron.skipped", "{tick}", "Cron ticks skipped at MaxConcurrency");

@@ -20,6 +20,9 @@ public sealed record WorkflowOptions
     /// <summary>Cron triggers that start runs of the workflow.</summary>
     public IReadOnlyList<CronTrigger> Cron { get; init; } = [];
 
+    /// <summary>Event triggers: each event of one of these names starts one run of the workflow, its payload as the input.</summary>
+    public IReadOnlyList<EventTrigger> Events { get; init; } = [];
+
     /// <summary>Called once a run has failed for good (never on cancel); at least once, exactly once when no worker dies during it.</summary>
     public Func<OnFailureContext, Task>? OnFailure { get; init; }
 
@@ -37,6 +40,11 @@ public sealed record WorkflowOptions
         if (Retention <= TimeSpan.Zero)
             throw new ArgumentOutOfRangeException(nameof(Retention), Retention, $"Workflow '{workflow}': Retention must be positive.");
         Retry.Validate(workflow);
+        foreach (var trigger in Events)
+        {
+            ArgumentNullException.ThrowIfNull(trigger, nameof(Events));
+            Names.Check(trigger.Name, $"event name of workflow '{workflow}'");
+        }
     }
 }
 

@@ -5,9 +5,10 @@ using Redflow.Protocol;
 namespace Redflow.Runtime;
 
 /// <summary>
-/// The step API a handler sees on a worker (<c>ctx.Step</c>): each step call goes to the run's RunActor, which
-/// answers it from the record or runs it in a StepActor; children are started once and waited on by suspending
-/// the run.
+/// The step API a handler sees on a worker (<c>ctx.Step</c>): each step call and each wait goes to the run's RunActor,
+/// which answers it from the record, runs the step in a StepActor, or takes the wait; children are started once and
+/// waited on like any other wait. A wait the run must suspend on is never answered in this attempt: the handler's
+/// awaiting call simply does not return, and no exception reaches its code.
 /// </summary>
 internal sealed class ActorStepApi(IActorRef run, CancellationToken token, WorkerContext ctx, ClaimedRun claimed) : StepApi
 {
@@ -15,44 +16,31 @@ internal sealed class ActorStepApi(IActorRef run, CancellationToken token, Worke
 
     protected override async Task<string> ExecuteAsync(string name, Func<CancellationToken, Task<string>> invoke, StepOptions? options)
     {
-        var reply = new TaskCompletionSource<string>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var reply = Replies.New();
         run.Tell(new RunStep(name, invoke, options, reply, Activity.Current));
-        await using var _ = token.Register(() => reply.TrySetCanceled(token));
+        await using var _ = token.Register(() => Replies.Run(() => reply.TrySetCanceled(token)));
         return await reply.Task.ConfigureAwait(false);
     }
 
+    protected override Task<string> WaitCoreAsync(WaitRequest wait)
+    {
+        // Not tied to the run's token: a wait ends by its answer, or never (the run suspended); a stopping run's
+        // handler is abandoned with it.
+        var reply = Replies.New();
+        run.Tell(new RunWait(wait, reply));
+        return reply.Task;
+    }
+
     /// <summary>
-    /// Starts the child once (its id is derived from parent, step and attempt, or found by the caller's
-    /// idempotency key) and waits for it. A finished child answers at once; otherwise the parent is
-    /// suspended (Waiting: no lease, no slot) and this attempt's handler ends here; the child's end
-    /// requeues the parent, which replays with this step answered from the child's output.
+    /// Starts the child once (its id is derived from parent, step and attempt, or found by the caller's idempotency
+    /// key), then waits for it like any other wait: a finished child answers at once, else the run suspends and the
+    /// child's end requeues it.
     /// </summary>
     protected override async Task<string> RunChildAsync(string name, string workflow, object? input, ChildWorkflowOptions options)
     {
-        if (claimed.CachedSteps.TryGetValue(name, out var cached)) return cached;
-        var childId = await EmitChildRunAsync(name, workflow, input, options, token).ConfigureAwait(false);
-        // Durability point: suspension. The script answers from a finished child, or releases the lease, slot and cap and
-        // records the run as waiting on the child, whose end requeues it.
-        var (outcome, payload) = await ctx.Store.AwaitChildAsync(claimed.Id, claimed.Token, name, childId, claimed.Attempt, options.Timeout).ConfigureAwait(false);
-        switch (outcome)
-        {
-            case ChildOutcome.Succeeded:
-                return payload ?? RedflowJson.Null;
-            case ChildOutcome.Failed:
-                throw new RunFailedException(childId, RedisStore.ParseError(payload ?? "{}"));
-            case ChildOutcome.Canceled:
-                throw new CanceledException(childId, string.IsNullOrEmpty(payload) ? null : payload);
-            case ChildOutcome.TimedOut:
-                throw new RedflowTimeoutException($"Step '{name}': child run {childId} ({workflow}) did not finish within {options.Timeout}.");
-            case ChildOutcome.Waiting:
-                run.Tell(RunSuspended.Instance);
-                throw new RunSuspendedException(claimed.Id, childId);
-            case ChildOutcome.Missing:
-                throw new RedflowException($"Step '{name}': child run {childId} does not exist (its retention passed?).");
-            default:
-                run.Tell(LeaseLost.Instance);
-                throw new LeaseLostException(claimed.Id);
-        }
+        var childId = claimed.CachedSteps.ContainsKey(name) ? null
+            : await EmitChildRunAsync(name, workflow, input, options, token).ConfigureAwait(false);
+        return await WaitCoreAsync(new WaitRequest(name, WaitKind.Child, childId) { Relative = options.Timeout }).ConfigureAwait(false);
     }
 
     private Task<string> EmitChildRunAsync(string name, string workflow, object? input, ChildWorkflowOptions options, CancellationToken ct)
@@ -74,4 +62,29 @@ internal sealed class ActorStepApi(IActorRef run, CancellationToken token, Worke
             System.Text.Json.JsonSerializer.Serialize(await EmitChildRunAsync(name, workflow, input, options, ct).ConfigureAwait(false)), null).ConfigureAwait(false);
         return ReadResult<string>(name, json);
     }
+}
+
+/// <summary>
+/// The answers to a handler's calls. A reply's continuations (the handler's code after its await) run where the reply is
+/// completed, so replies are never completed on an actor's thread: each goes to the thread pool, and results a replay
+/// hands back together are completed one after the other in one work item, so the handler sees them in that order
+/// (<c>Task.WhenAny</c> picks the first).
+/// </summary>
+internal static class Replies
+{
+    /// <summary>A reply whose continuations run synchronously where it is completed: complete it only through <see cref="Run(Action)"/>.</summary>
+    public static TaskCompletionSource<string> New() => new();
+
+    /// <summary>Runs one completion on the thread pool.</summary>
+    public static void Run(Action complete) => ThreadPool.UnsafeQueueUserWorkItem(static c => c(), complete, preferLocal: false);
+
+    /// <summary>Runs completions on the thread pool, in order, one after the other.</summary>
+    public static void Run(IReadOnlyList<Action> inOrder) => ThreadPool.UnsafeQueueUserWorkItem(static list =>
+    {
+        foreach (var complete in list) complete();
+    }, inOrder, preferLocal: false);
+
+    public static void Result(TaskCompletionSource<string> reply, string json) => Run(() => reply.TrySetResult(json));
+
+    public static void Fail(TaskCompletionSource<string> reply, Exception error) => Run(() => reply.TrySetException(error));
 }

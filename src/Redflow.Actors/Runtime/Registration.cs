@@ -16,7 +16,8 @@ internal static class Registration
             {
                 var s = CronSchedule.Parse(t, w.Name);
                 return new PublishedCron(s.Id, t.Expression, t.Timezone);
-            }), RedflowJson.Options))).ToList();
+            }), RedflowJson.Options),
+            string.Join('\n', w.Options.Events.Select(e => e.Name).Distinct(StringComparer.Ordinal)))).ToList();
         return ctx.Store.RegisterAsync(o.App, ctx.Node, info, workflows);
     }
 }

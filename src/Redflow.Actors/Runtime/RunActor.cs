@@ -8,11 +8,17 @@ namespace Redflow.Runtime;
 /// <summary>Told to a RunActor by its handler (through <see cref="ActorStepApi"/>): run step <paramref name="Name"/>, or answer it from the record; the answer goes to <paramref name="Reply"/> (local only).</summary>
 internal sealed record RunStep(string Name, Func<CancellationToken, Task<string>> Invoke, StepOptions? Options, TaskCompletionSource<string> Reply, Activity? Activity = null);
 
+/// <summary>Told to a RunActor by its handler (through <see cref="ActorStepApi"/>): the handler reached a wait (a child, a sleep, a signal, an event); the answer goes to <paramref name="Reply"/>, or never, if the run suspends.</summary>
+internal sealed record RunWait(WaitRequest Request, TaskCompletionSource<string> Reply);
+
 /// <summary>Told to a RunActor by its StepActor: the step's result is recorded in Redis (cached for this attempt).</summary>
 internal sealed record StepRecorded(string Name, string Output);
 
 /// <summary>Told to a RunActor by its StepActor: the step's function failed (recorded with the run's failure).</summary>
 internal sealed record StepFailed(string Name, Exception Error, TimeSpan Ran);
+
+/// <summary>Told to a RunActor by its StepActor as it stops without having answered (the worker stopping, or a fault).</summary>
+internal sealed record StepInterrupted(string Name);
 
 /// <summary>Told to a RunActor by its poller: stop the handler for this reason (the worker is stopping).</summary>
 internal sealed record StopRun(StopReason Reason);
@@ -29,15 +35,6 @@ internal sealed record LeaseLost
 /// <summary>A cancel was requested for a running run (from the cancel channel, or a renewal's answer); the worker forwards it to the renewer, which tells the RunActor holding the run.</summary>
 internal sealed record CancelRequested(string RunId);
 
-/// <summary>Told to a RunActor by its handler's step API: the run now waits on a child (suspended in Redis).</summary>
-internal sealed record RunSuspended
-{
-    public static readonly RunSuspended Instance = new();
-}
-
-/// <summary>Ends a handler whose run was suspended on a child; the run replays when the child finishes.</summary>
-internal sealed class RunSuspendedException(string runId, string childRunId)
-    : Exception($"Run {runId} is waiting on child run {childRunId}.");
 
 /// <summary>How a RunActor ended its run's attempt.</summary>
 internal enum RunOutcome
@@ -50,7 +47,7 @@ internal enum RunOutcome
     Canceled,
     /// <summary>Given back to its queue unfinished: the worker is stopping (handback.lua).</summary>
     HandedBack,
-    /// <summary>Waiting on a child: the suspension was recorded by the step (await_child.lua); nothing more to write.</summary>
+    /// <summary>Every unfinished call of the handler waits: the run is waiting (suspend.lua); the handler is abandoned untouched.</summary>
     Suspended,
     /// <summary>Its lease is gone: another worker owns the run; nothing is written.</summary>
     LeaseLost,
@@ -71,8 +68,10 @@ internal sealed class RunActor : UntypedActor, IWithTimers
     {
         /// <summary>The claim's answer left too little of the lease to start the handler: waiting for the renewer to confirm (or lose) the lease.</summary>
         AwaitingLease,
-        /// <summary>The handler runs and its steps are served.</summary>
+        /// <summary>The handler runs and its steps and waits are served.</summary>
         Running,
+        /// <summary>Every unfinished call of the handler waits: the suspension is being written (handler calls wait for its answer).</summary>
+        Suspending,
         /// <summary>An outcome was chosen and is being written (retried in place while the lease lasts).</summary>
         Recording,
         /// <summary>The attempt is over; the actor is stopping.</summary>
@@ -86,17 +85,48 @@ internal sealed class RunActor : UntypedActor, IWithTimers
     private sealed record OutcomeWritten(WriteOutcome Outcome, bool WillRetry = false, IReadOnlyList<ClaimedRun>? Next = null, long SentAt = 0, long ReceivedAt = 0);
     private sealed record OutcomeFailed(Exception Error);
     private sealed record RetryOutcome;
+    private sealed record WaitChecked(string Step, WaitAnswer Answer);
+    private sealed record WaitCheckFailed(string Step, Exception Error);
+    private sealed record CheckWaitAgain(string Step);
+    private sealed record QuietPassed;
+    private sealed record SuspendAnswered(SuspendOutcome Outcome);
+    private sealed record SuspendFailed(Exception Error);
+    private sealed record ReplayHoldPassed;
 
-    /// <summary>The actor's timers: the self-fencing check, the wait for a stopping handler, the retry of a failed outcome write.</summary>
+    /// <summary>A wait of the handler that has not returned: being checked in Redis (wait.lua), or pending with its deadline.</summary>
+    private sealed class WaitCall(WaitRequest request, TaskCompletionSource<string> reply)
+    {
+        public WaitRequest Request { get; } = request;
+        public TaskCompletionSource<string> Reply { get; } = reply;
+        public bool Checking { get; set; }
+        public long? DeadlineMs { get; set; }
+        public int CheckAttempts { get; set; }
+    }
+
+    /// <summary>
+    /// The actor's timers: the self-fencing check, the wait for a stopping handler, the retry of a failed outcome write,
+    /// the quiet period before a suspension (and its retry), the hold of a replayed result, the retry of a wait's check.
+    /// </summary>
     private static class TimerKeys
     {
         public const string Fence = "fence";
         public const string StopWait = "stop-wait";
         public const string RetryOutcome = "retry-outcome";
+        public const string Suspend = "suspend";
+        public const string ReplayHold = "replay-hold";
+        public static string CheckWait(string step) => "check-wait:" + step;
     }
 
     /// <summary>How long a handler told to stop (worker stopping) may take before the run is handed back anyway.</summary>
     internal static readonly TimeSpan StopWait = TimeSpan.FromSeconds(5);
+
+    /// <summary>
+    /// How long every unfinished call of the handler must have been a wait, with no new call, before the run suspends.
+    /// The handler's code between calls runs unseen; this lets calls made together (<c>Task.WhenAll</c> of a wait and a
+    /// step) all arrive before the run is judged to wait. A suspension that came too early is still correct: the run
+    /// replays when a wait is satisfied. Also how long a replayed result waits for an earlier-recorded one to be asked for.
+    /// </summary>
+    internal static readonly TimeSpan Quiet = TimeSpan.FromMilliseconds(20);
 
     private readonly ILoggingAdapter _log = Context.GetLogger();
     private readonly WorkerContext _ctx;
@@ -105,7 +135,15 @@ internal sealed class RunActor : UntypedActor, IWithTimers
     private readonly IActorRef _renewer;
     private readonly IActorRef _onFailure;
     private readonly RunStop _stop = new();
-    private readonly Dictionary<string, string> _recorded;
+    private readonly Dictionary<string, CachedStep> _recorded;
+    private readonly string[] _replayOrder; // the claim's recorded steps by their place (seq), when a replay has two or more
+    private readonly HashSet<string> _replayed = new(StringComparer.Ordinal); // of those, asked for (or skipped)
+    private int _replayNext; // the first of _replayOrder not asked for
+    private readonly List<(long Seq, Action Deliver)> _held = []; // replayed results waiting for an earlier-recorded one
+    private readonly Dictionary<string, WaitCall> _waits = new(StringComparer.Ordinal);
+    private readonly List<object> _stash = []; // handler messages that came while the suspension was being written
+    private int _runningSteps;
+    private int _suspendAttempts;
     private readonly long _started = WorkerContext.Now();
     private long _localDeadline;
     private Phase _phase = Phase.Running;
@@ -115,6 +153,7 @@ internal sealed class RunActor : UntypedActor, IWithTimers
     private int _stepCount;
     private StepFailed? _failedStep;
     private Activity? _activity;
+    private RunScope? _scope;
     private OutcomeWritten? _written; // with the run a completion claimed for this slot, told to the poller as the actor stops
 
     /// <summary>A RunActor for a run leased until <paramref name="localDeadline"/>, a local monotonic timestamp (<see cref="WorkerContext.LeaseDeadline"/>).</summary>
@@ -125,7 +164,8 @@ internal sealed class RunActor : UntypedActor, IWithTimers
         _definition = definition;
         _renewer = renewer;
         _onFailure = onFailure;
-        _recorded = new Dictionary<string, string>(run.CachedSteps, StringComparer.Ordinal);
+        _recorded = new Dictionary<string, CachedStep>(run.CachedSteps, StringComparer.Ordinal);
+        _replayOrder = run.CachedSteps.Count > 1 ? [.. run.CachedSteps.OrderBy(kv => kv.Value.Seq).Select(kv => kv.Key)] : [];
         _localDeadline = localDeadline;
     }
 
@@ -135,27 +175,42 @@ internal sealed class RunActor : UntypedActor, IWithTimers
     // the table is a measurable part of a run's cost on the worker.
     protected override void OnReceive(object message)
     {
+        if (_phase == Phase.Suspending && message is RunStep or RunWait or HandlerSucceeded or HandlerFailed)
+        {
+            _stash.Add(message); // handled once the suspension's answer says whether the run still runs here
+            return;
+        }
         switch (message)
         {
             case RunStep m: OnRunStep(m); break;
-            case StepRecorded m: _recorded[m.Name] = m.Output; break;
-            case StepFailed m: _failedStep = m; break;
+            case RunWait m: OnRunWait(m); break;
+            case StepRecorded m:
+                _recorded[m.Name] = new CachedStep(long.MaxValue, m.Output);
+                StepEnded();
+                break;
+            case StepFailed m:
+                _failedStep = m;
+                StepEnded();
+                break;
+            case StepInterrupted: StepEnded(); break;
+            case WaitChecked m: OnWaitChecked(m); break;
+            case WaitCheckFailed m: OnWaitCheckFailed(m); break;
+            case CheckWaitAgain m: CheckWait(m.Step); break;
+            case QuietPassed: Suspend(); break;
+            case SuspendAnswered m: OnSuspendAnswered(m.Outcome); break;
+            case SuspendFailed m: OnSuspendFailed(m.Error); break;
+            case ReplayHoldPassed: ReleaseHeld(null, force: true); break;
             case HandlerSucceeded m: OnHandlerSucceeded(m); break;
             case HandlerFailed m: OnHandlerFailed(StepActor.Unwrap(m.Error)); break;
             case LeaseRenewed m: OnLeaseRenewed(m); break;
             case FenceCheck: CheckFence(); break;
             case LeaseLost: OnLeaseLost(); break;
-            case RunSuspended:
-                // Waiting on a child: the script released the lease; this attempt's handler ends here, nothing more to record.
-                _stop.Request(StopReason.LeaseLost);
-                Finish(RunOutcome.Suspended);
-                break;
             case CancelRequested:
                 if (_phase == Phase.AwaitingLease) RecordCanceled();
                 else if (_stop.Request(StopReason.CancelRequested)) _log.Info("Run {0}: cancel requested, handler token canceled", _run.Id);
                 break;
-            case StopRun when _phase == Phase.AwaitingLease:
-                HandBack();
+            case StopRun when _phase == Phase.AwaitingLease || (_phase == Phase.Running && _runningSteps == 0 && _waits.Count > 0):
+                HandBack(); // no step body runs: nothing to wait for
                 break;
             case StopRun m:
                 _stop.Request(m.Reason);
@@ -213,8 +268,9 @@ internal sealed class RunActor : UntypedActor, IWithTimers
         _phase = Phase.Running;
         ScheduleFenceCheck();
         RedflowTelemetry.RunsStarted.Add(1, RedflowTelemetry.WorkflowTags(_run.Workflow, _run.Queue));
+        if (_run.Woken) RedflowTelemetry.RunsResumed.Add(1, RedflowTelemetry.WorkflowTags(_run.Workflow, _run.Queue));
         var info = new RunInfo(_run.Id, _run.Workflow, _run.Queue, _run.Attempt, _run.MaxAttempts);
-        var scope = new RunScope(info, _stop, new ActorStepApi(Self, _stop.Token, _ctx, _run), _ctx.Options.Services);
+        var scope = _scope = new RunScope(info, _stop, new ActorStepApi(Self, _stop.Token, _ctx, _run), _ctx.Options.Services);
         // The run's span continues the trace of the code that emitted it. It becomes the current activity (and a log
         // scope carries the run's ids) only inside the handler's task: the actor's own thread is left as it was.
         var previous = Activity.Current;
@@ -234,16 +290,238 @@ internal sealed class RunActor : UntypedActor, IWithTimers
     {
         if (_phase != Phase.Running || _stop.Reason == StopReason.LeaseLost)
         {
-            step.Reply.TrySetException(new LeaseLostException(_run.Id));
+            Replies.Fail(step.Reply, new LeaseLostException(_run.Id));
             return;
         }
+        HandlerCalled();
         // Durability point: a step recorded in an earlier attempt is served from the record, never run again.
         if (_recorded.TryGetValue(step.Name, out var recorded))
         {
-            step.Reply.TrySetResult(recorded);
+            if (recorded.Kind is { } kind) Replies.Fail(step.Reply, KindChanged(step.Name, kind, null));
+            else Replay(step.Name, recorded, () => step.Reply.TrySetResult(recorded.Output));
             return;
         }
+        _runningSteps++;
         Context.ActorOf(Props.Create<StepActor>(_ctx, _run, step, _stop.Token), "step-" + ++_stepCount);
+    }
+
+    private void StepEnded()
+    {
+        _runningSteps--;
+        MaybeSuspend();
+    }
+
+    // ---- waits -----------------------------------------------------------------------------------------
+
+    private void OnRunWait(RunWait m)
+    {
+        var wait = m.Request;
+        if (_phase != Phase.Running || _stop.Reason == StopReason.LeaseLost)
+        {
+            Replies.Fail(m.Reply, new LeaseLostException(_run.Id));
+            return;
+        }
+        HandlerCalled();
+        // A wait satisfied (or timed out) in an earlier attempt answers from its record.
+        if (_recorded.TryGetValue(wait.Step, out var recorded))
+        {
+            if (recorded.Kind != wait.Kind) Replies.Fail(m.Reply, KindChanged(wait.Step, recorded.Kind, wait.Kind));
+            else Replay(wait.Step, recorded, () => Answer(m.Reply, wait, recorded));
+            return;
+        }
+        _waits[wait.Step] = new WaitCall(wait, m.Reply);
+        CheckWait(wait.Step);
+    }
+
+    // Durability point: a wait is taken (and recorded) in Redis if what it waits for is there, else it is pending.
+    private void CheckWait(string step)
+    {
+        if (_phase != Phase.Running || !_waits.TryGetValue(step, out var call)) return;
+        call.Checking = true;
+        _ctx.Store.WaitAsync(_run.Id, _run.Token, _run.Attempt, call.Request)
+            .PipeTo(Self, success: a => new WaitChecked(step, a), failure: ex => new WaitCheckFailed(step, ex));
+    }
+
+    private void OnWaitChecked(WaitChecked m)
+    {
+        if (!_waits.TryGetValue(m.Step, out var call)) return;
+        _ctx.Health.RedisOk();
+        call.Checking = false;
+        call.CheckAttempts = 0;
+        var (wait, answer) = (call.Request, m.Answer);
+        switch (answer.State)
+        {
+            case WaitState.Pending:
+                call.DeadlineMs = answer.DeadlineMs;
+                MaybeSuspend();
+                return;
+            case WaitState.Fenced:
+                Trouble("Run {0}: wait '{1}' not taken: the lease was lost", _run.Id, wait.Step);
+                OnLeaseLost();
+                return;
+        }
+        _waits.Remove(m.Step);
+        var recorded = answer.Recorded ?? answer.State switch
+        {
+            WaitState.Satisfied => new CachedStep(long.MaxValue, answer.Payload ?? RedflowJson.Null, wait.Kind),
+            WaitState.TimedOut => new CachedStep(long.MaxValue, RedflowJson.Null, wait.Kind, TimedOut: true),
+            _ => null,
+        };
+        if (recorded is not null)
+        {
+            _recorded[wait.Step] = recorded;
+            Replies.Run(() => Answer(call.Reply, wait, recorded));
+        }
+        else
+        {
+            Replies.Fail(call.Reply, answer.State switch
+            {
+                // A failed or canceled child fails the step (not recorded: the parent's retry starts a fresh child).
+                WaitState.ChildFailed => new RunFailedException(wait.Name!, RedisStore.ParseError(answer.Payload ?? "{}")),
+                WaitState.ChildCanceled => new CanceledException(wait.Name!, string.IsNullOrEmpty(answer.Payload) ? null : answer.Payload),
+                _ => new RedflowException($"Step '{wait.Step}': child run {wait.Name} does not exist (its retention passed?)."),
+            });
+        }
+        MaybeSuspend();
+    }
+
+    private void OnWaitCheckFailed(WaitCheckFailed m)
+    {
+        if (!_waits.TryGetValue(m.Step, out var call)) return;
+        call.Checking = false;
+        // Retried in place while the lease lasts (the fence check ends the attempt when it does not).
+        _ctx.Health.Failed($"taking wait '{m.Step}' of run {_run.Id}", m.Error);
+        Timers.StartSingleTimer(TimerKeys.CheckWait(m.Step), new CheckWaitAgain(m.Step), Backoff.Delay(++call.CheckAttempts));
+    }
+
+    /// <summary>Answers a wait from its record: its result, or the timeout it recorded.</summary>
+    private static void Answer(TaskCompletionSource<string> reply, WaitRequest wait, CachedStep recorded)
+    {
+        if (recorded.TimedOut) reply.TrySetException(new RedflowTimeoutException(wait.Kind == WaitKind.Child
+            ? $"Step '{wait.Step}': child run {wait.Name} did not finish within {wait.Relative}."
+            : $"Step '{wait.Step}': its {wait.Kind.ToString().ToLowerInvariant()} wait{(wait.Name is null ? "" : $" for '{wait.Name}'")} timed out after {wait.Relative}."));
+        else reply.TrySetResult(recorded.Output);
+    }
+
+    private NonRetriableException KindChanged(string step, WaitKind? recorded, WaitKind? called) => new(
+        $"Step '{step}' of run {_run.Id} was recorded as {KindText(recorded)} and is now called as {KindText(called)}: a step name " +
+        "names one kind of step or wait (a changed workflow must use a new step name).");
+
+    private static string KindText(WaitKind? kind) => kind switch
+    {
+        null => "a step (RunAsync)",
+        WaitKind.Child => "a child workflow",
+        WaitKind.Sleep => "a sleep",
+        WaitKind.Signal => "a signal wait",
+        _ => "an event wait",
+    };
+
+    // ---- suspension --------------------------------------------------------------------------------------
+
+    /// <summary>The handler made a call: it is not idle, so the quiet period before a suspension starts over.</summary>
+    private void HandlerCalled() => Timers.Cancel(TimerKeys.Suspend);
+
+    /// <summary>Every unfinished handler call is a pending wait (none being checked, no step body running, no replayed result held).</summary>
+    private bool AllWait()
+    {
+        if (_phase != Phase.Running || _runningSteps > 0 || _waits.Count == 0 || _held.Count > 0) return false;
+        foreach (var call in _waits.Values)
+            if (call.Checking) return false;
+        return true;
+    }
+
+    private void MaybeSuspend()
+    {
+        if (AllWait()) Timers.StartSingleTimer(TimerKeys.Suspend, new QuietPassed(), Quiet);
+    }
+
+    // Durability point: suspension. One fenced script records every pending wait and releases lease, slot and cap; the
+    // handler is left as it is (never completed, its token not canceled), so no exception reaches its code.
+    private void Suspend()
+    {
+        if (!AllWait()) return;
+        _phase = Phase.Suspending;
+        var waits = _waits.Values.Select(c => new PendingWait(c.Request, c.DeadlineMs)).ToList();
+        _ctx.Store.SuspendAsync(_run.Id, _run.Token, waits)
+            .PipeTo(Self, success: o => new SuspendAnswered(o), failure: ex => new SuspendFailed(ex));
+    }
+
+    private void OnSuspendAnswered(SuspendOutcome outcome)
+    {
+        _ctx.Health.RedisOk();
+        _suspendAttempts = 0;
+        _phase = Phase.Running;
+        switch (outcome)
+        {
+            case SuspendOutcome.Waiting:
+                RedflowTelemetry.RunsSuspended.Add(1, RedflowTelemetry.WorkflowTags(_run.Workflow, _run.Queue));
+                _log.Debug("Run {0}: waiting on {1}", _run.Id, string.Join(", ", _waits.Keys));
+                _stash.Clear();
+                var resources = _scope?.Resources;
+                if (resources is not null) _ = Task.Run(async () => await resources.DisposeAsync().ConfigureAwait(false));
+                Finish(RunOutcome.Suspended);
+                return;
+            case SuspendOutcome.Fenced:
+                Trouble("Run {0}: suspension not recorded: the lease was lost", _run.Id);
+                OnLeaseLost();
+                return;
+        }
+        // A wait can move on after all (a signal came in between): take it, and go on with what came meanwhile.
+        foreach (var step in _waits.Keys.ToList()) CheckWait(step);
+        Unstash();
+    }
+
+    private void OnSuspendFailed(Exception error)
+    {
+        _ctx.Health.Failed($"suspending run {_run.Id}", error);
+        _phase = Phase.Running;
+        Unstash();
+        if (AllWait()) Timers.StartSingleTimer(TimerKeys.Suspend, new QuietPassed(), Backoff.Delay(++_suspendAttempts));
+    }
+
+    private void Unstash()
+    {
+        var stashed = _stash.ToList();
+        _stash.Clear();
+        foreach (var message in stashed) OnReceive(message);
+    }
+
+    // ---- replay order ------------------------------------------------------------------------------------
+
+    /// <summary>
+    /// Hands a recorded result back in the order results were recorded: one recorded after another that the handler has
+    /// not asked for yet is held until it does (calls made together arrive within microseconds), so <c>Task.WhenAny</c>
+    /// over recorded branches picks on replay what it picked the first time. A result is held at most <see cref="Quiet"/>
+    /// (a workflow whose code changed may never ask for the earlier one).
+    /// </summary>
+    private void Replay(string step, CachedStep recorded, Action deliver)
+    {
+        if (_replayOrder.Length == 0 || recorded.Seq == long.MaxValue)
+        {
+            Replies.Run(deliver);
+            return;
+        }
+        _replayed.Add(step);
+        ReleaseHeld((recorded.Seq, deliver), force: false);
+    }
+
+    private void ReleaseHeld((long Seq, Action Deliver)? arriving, bool force)
+    {
+        if (arriving is { } a) _held.Add(a);
+        if (force)
+            foreach (var (seq, _) in _held)
+                foreach (var name in _replayOrder)
+                    if (_recorded[name].Seq < seq) _replayed.Add(name); // never asked for: skipped
+        while (_replayNext < _replayOrder.Length && _replayed.Contains(_replayOrder[_replayNext])) _replayNext++;
+        var next = _replayNext < _replayOrder.Length ? _recorded[_replayOrder[_replayNext]].Seq : long.MaxValue;
+        var due = _held.Where(h => h.Seq < next).OrderBy(h => h.Seq).Select(h => h.Deliver).ToList();
+        _held.RemoveAll(h => h.Seq < next);
+        // One work item for all of them, in order: each completes its call (and runs the handler up to its next
+        // await) before the next one is completed.
+        if (due.Count > 0) Replies.Run(due);
+        if (_held.Count > 0) Timers.StartSingleTimer(TimerKeys.ReplayHold, new ReplayHoldPassed(), Quiet);
+        else Timers.Cancel(TimerKeys.ReplayHold);
+        MaybeSuspend();
     }
 
     private void OnHandlerSucceeded(HandlerSucceeded m)
@@ -394,7 +672,7 @@ internal sealed class RunActor : UntypedActor, IWithTimers
 
     private void CheckFence()
     {
-        if (_phase != Phase.Running && _phase != Phase.Recording) return;
+        if (_phase is not (Phase.Running or Phase.Suspending or Phase.Recording)) return;
         if (WorkerContext.Until(_localDeadline) - _ctx.FenceMargin > TimeSpan.Zero)
         {
             ScheduleFenceCheck();

@@ -28,6 +28,7 @@ internal sealed class StepActor : UntypedActor, IWithTimers
     private string _output = RedflowJson.Null;
     private TimeSpan _ran;
     private int _recordAttempts;
+    private bool _answered; // the handler's call was answered, and the RunActor told how the step ended
 
     public StepActor(WorkerContext ctx, ClaimedRun run, RunStep step, CancellationToken runToken)
     {
@@ -68,8 +69,12 @@ internal sealed class StepActor : UntypedActor, IWithTimers
         }
     }
 
-    protected override void PostStop() =>
-        _step.Reply.TrySetException(new RedflowException($"Step '{_step.Name}' of run {_run.Id} was interrupted (its worker is stopping)."));
+    protected override void PostStop()
+    {
+        if (_answered) return;
+        Context.Parent.Tell(new StepInterrupted(_step.Name));
+        Replies.Fail(_step.Reply, new RedflowException($"Step '{_step.Name}' of run {_run.Id} was interrupted (its worker is stopping)."));
+    }
 
     private void OnFunctionDone(FunctionDone m)
     {
@@ -97,12 +102,14 @@ internal sealed class StepActor : UntypedActor, IWithTimers
         {
             _log.Warning("Run {0}: step '{1}' not recorded: the lease was lost", _run.Id, _step.Name);
             Context.Parent.Tell(LeaseLost.Instance);
-            _step.Reply.TrySetException(new LeaseLostException(_run.Id));
+            _answered = true;
+            Replies.Fail(_step.Reply, new LeaseLostException(_run.Id));
         }
         else
         {
             Context.Parent.Tell(new StepRecorded(_step.Name, m.Output));
-            _step.Reply.TrySetResult(m.Output);
+            _answered = true;
+            Replies.Result(_step.Reply, m.Output);
         }
         Context.Stop(Self);
     }
@@ -111,7 +118,9 @@ internal sealed class StepActor : UntypedActor, IWithTimers
     {
         if (_runToken.IsCancellationRequested)
         {
-            _step.Reply.TrySetException(new OperationCanceledException(_runToken));
+            Context.Parent.Tell(new StepInterrupted(_step.Name));
+            _answered = true;
+            Replies.Fail(_step.Reply, new OperationCanceledException(_runToken));
             Context.Stop(Self);
             return;
         }
@@ -122,7 +131,8 @@ internal sealed class StepActor : UntypedActor, IWithTimers
     private void Fail(Exception error)
     {
         Context.Parent.Tell(new StepFailed(_step.Name, error, WorkerContext.Until(_started).Negate()));
-        _step.Reply.TrySetException(error);
+        _answered = true;
+        Replies.Fail(_step.Reply, error);
         Context.Stop(Self);
     }
 

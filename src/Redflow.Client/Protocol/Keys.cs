@@ -33,7 +33,7 @@ internal sealed class Keys
     public RedisKey WorkflowWorkers(string workflow) => Base + "wfworkers:" + workflow;
     public RedisKey WorkflowStatus(string workflow, RunStatus status) => Base + "wfstatus:" + StatusName(status) + ":" + workflow;
     public RedisKey WorkflowRuns(string workflow) => Base + "wfruns:" + workflow;
-    public RedisKey Idempotency(string workflow, string key) => Base + "idem:" + workflow.Length + ":" + workflow + ":" + key;
+    public RedisKey Idempotency(string workflow, string key) => Base + "idem:" + Len(workflow) + ":" + workflow + ":" + key;
     public RedisKey Finished => Base + "finished";
     public RedisKey OnFailure => Base + "onfailure";
     public RedisKey WorkflowsSet => Base + "workflows";
@@ -47,7 +47,20 @@ internal sealed class Keys
     public RedisChannel Cancel => RedisChannel.Literal(Base + "cancel");
     public RedisKey Cancels => Base + "cancels";
     public RedisKey Waits => Base + "waits";
+    public RedisKey Attempts(string id) => Base + "attempts:" + id;
+    public RedisKey RunWaits(string id) => Base + "waits:" + id;
+    public RedisKey Signals(string id) => Base + "signals:" + id;
+    public RedisKey Events(string name, string key) => Base + "events:" + Len(name) + ":" + name + ":" + key;
+    public RedisKey Event(string eventId) => Base + "event:" + eventId;
+    public RedisKey EventWaiters(string name, string key) => Base + "evwaiters:" + Len(name) + ":" + name + ":" + key;
+    public RedisKey EventIdempotency(string name, string key) => Base + "evidem:" + Len(name) + ":" + name + ":" + key;
+    public RedisKey EventTriggers(string name) => Base + "evtriggers:" + name;
+    public RedisKey EventPurge => Base + "eventpurge";
+    public RedisKey EventClock => Base + "eventclock";
     public RedisKey CronLast(string triggerId) => Base + "cron:" + triggerId;
+
+    /// <summary>A key part's length as Lua's <c>#</c> counts it: UTF-8 bytes.</summary>
+    private static int Len(string part) => System.Text.Encoding.UTF8.GetByteCount(part);
 
     /// <summary>The status as stored: lower case.</summary>
     public static string StatusName(RunStatus status) => status switch

@@ -15,16 +15,56 @@ internal enum WriteOutcome
     Fenced,
 }
 
-/// <summary>A run leased by a claim, with the step results recorded by earlier attempts.</summary>
+/// <summary>A run leased by a claim, with the step results recorded by earlier attempts; <paramref name="Woken"/>: a satisfied wait requeued it.</summary>
 internal sealed record ClaimedRun(
     string Id, string Token, long LeaseDeadlineMs, string Workflow, string Queue, string Input,
-    int Attempt, int MaxAttempts, int Resumes, IReadOnlyDictionary<string, string> CachedSteps, string TraceParent = "", long CreatedAtMs = 0);
+    int Attempt, int MaxAttempts, int Resumes, IReadOnlyDictionary<string, CachedStep> CachedSteps, string TraceParent = "", long CreatedAtMs = 0,
+    bool Woken = false);
+
+/// <summary>
+/// A step's record as a replay serves it: its place among the run's records (<paramref name="Seq"/>: replays hand results
+/// back in that order), its output JSON, or the error of a wait that timed out (<paramref name="TimedOut"/>), and what kind
+/// of wait recorded it (null for a <c>RunAsync</c> step).
+/// </summary>
+internal sealed record CachedStep(long Seq, string Output, WaitKind? Kind = null, bool TimedOut = false, RunError? Error = null);
 
 /// <summary>Positions in a leased run as the claim and complete scripts answer it (<c>leased_entry</c> in <c>_lib.lua</c>, 0-based here).</summary>
 internal static class ClaimedField
 {
     public const int Id = 0, Token = 1, LeaseDeadline = 2, Workflow = 3, Input = 4, Attempt = 5, MaxAttempts = 6,
-        Resumes = 7, Queue = 8, Steps = 9, TraceParent = 10, CreatedAt = 11;
+        Resumes = 7, Queue = 8, Steps = 9, TraceParent = 10, CreatedAt = 11, Woken = 12;
+}
+
+/// <summary>A wait a handler reached (wait.lua): step, kind, what it waits on, and its duration or time.</summary>
+internal sealed record WaitRequest(string Step, WaitKind Kind, string? Name)
+{
+    /// <summary>An event wait's key.</summary>
+    public string? Key { get; init; }
+    /// <summary>A sleep's duration, or a wait's timeout, counted from when the step first waited.</summary>
+    public TimeSpan? Relative { get; init; }
+    /// <summary>A SleepUntil's time.</summary>
+    public DateTimeOffset? Until { get; init; }
+}
+
+/// <summary>How a wait stands (wait.lua).</summary>
+internal enum WaitState { Satisfied, TimedOut, Pending, ChildFailed, ChildCanceled, ChildMissing, Fenced }
+
+/// <summary>What wait.lua answered: the state, the payload (output JSON, a child's error JSON or cancel reason), a pending wait's deadline, or the step's earlier record.</summary>
+internal sealed record WaitAnswer(WaitState State, string? Payload = null, long? DeadlineMs = null, CachedStep? Recorded = null);
+
+/// <summary>A wait of a handler that is about to be suspended, with the deadline wait.lua gave it.</summary>
+internal sealed record PendingWait(WaitRequest Request, long? DeadlineMs);
+
+/// <summary>What suspend.lua did.</summary>
+internal enum SuspendOutcome { Waiting, Ready, Fenced }
+
+/// <summary>An event to send (send_event.lua).</summary>
+internal sealed record NewEvent(string EventId, string Name, string PayloadJson)
+{
+    public string? Key { get; init; }
+    public string? IdempotencyKey { get; init; }
+    public TimeSpan Retention { get; init; } = TimeSpan.FromHours(24);
+    public string TraceParent { get; init; } = "";
 }
 
 /// <summary>A run to create (emit.lua). Nulls take the workflow's registered queue and attempts, now, and no key.</summary>
@@ -62,16 +102,13 @@ internal sealed record NextRunRequest(TimeSpan Lease, string Worker, IReadOnlyLi
 internal sealed record FailResult(WriteOutcome Outcome, bool WillRetry, int NextAttempt);
 
 /// <summary>What one reap did.</summary>
-internal sealed record ReapResult(int Promoted, int Reclaimed, int Purged, int Canceled);
-
-/// <summary>Where a child run a parent waits on stands.</summary>
-internal enum ChildOutcome { Succeeded, Failed, Canceled, Waiting, TimedOut, Missing, Fenced }
+internal sealed record ReapResult(int Promoted, int Reclaimed, int Purged, int Canceled, int Woken = 0);
 
 /// <summary>An OnFailure call still to make.</summary>
 internal sealed record PendingOnFailure(RunInfo Run, string Input, RunError Error);
 
 /// <summary>One workflow's metadata as a worker publishes it.</summary>
-internal sealed record WorkflowRegistration(string Name, string Queue, int MaxConcurrency, int MaxAttempts, TimeSpan Retention, bool HasOnFailure, string CronJson);
+internal sealed record WorkflowRegistration(string Name, string Queue, int MaxConcurrency, int MaxAttempts, TimeSpan Retention, bool HasOnFailure, string CronJson, string EventTriggers = "");
 
 /// <summary>The opt-in durability wait: after a write, <c>WAIT</c> until this many replicas have it, at most this long.</summary>
 internal sealed record ReplicaWait(int Replicas, TimeSpan Timeout);
@@ -147,18 +184,15 @@ internal sealed partial class RedisStore(IConnectionMultiplexer redis, Keys keys
         {
             var f = (RedisResult[])item!;
             var stepPairs = (RedisResult[])f[ClaimedField.Steps]!;
-            var cached = new Dictionary<string, string>(StringComparer.Ordinal);
+            var cached = new Dictionary<string, CachedStep>(StringComparer.Ordinal);
             for (var i = 0; i + 1 < stepPairs.Length; i += 2)
-            {
-                var record = ParseStep((string)stepPairs[i]!, (string)stepPairs[i + 1]!);
-                if (record.Status == RunStatus.Succeeded)
-                    cached[record.Name] = record.Output?.GetRawText() ?? RedflowJson.Null;
-            }
+                if (ParseCached((string)stepPairs[i + 1]!) is { } step) cached[(string)stepPairs[i]!] = step;
             runs.Add(new ClaimedRun((string)f[ClaimedField.Id]!, (string)f[ClaimedField.Token]!,
                 long.Parse((string)f[ClaimedField.LeaseDeadline]!, CultureInfo.InvariantCulture),
                 (string)f[ClaimedField.Workflow]!, (string)f[ClaimedField.Queue]!, (string?)f[ClaimedField.Input] ?? RedflowJson.Null,
                 Int(f[ClaimedField.Attempt]), Int(f[ClaimedField.MaxAttempts]), Int(f[ClaimedField.Resumes]), cached,
-                (string?)f[ClaimedField.TraceParent] ?? "", long.Parse((string)f[ClaimedField.CreatedAt]!, CultureInfo.InvariantCulture)));
+                (string?)f[ClaimedField.TraceParent] ?? "", long.Parse((string)f[ClaimedField.CreatedAt]!, CultureInfo.InvariantCulture),
+                f.Length > ClaimedField.Woken && (string?)f[ClaimedField.Woken] == "1"));
         }
         return runs;
     }
@@ -243,25 +277,94 @@ internal sealed partial class RedisStore(IConnectionMultiplexer redis, Keys keys
     public async Task<ReapResult> ReapAsync(int limit, int abandonAfter, TimeSpan cancelGrace)
     {
         var r = (RedisResult[])(await CallAsync(ScriptLibrary.Reap, limit, abandonAfter, (long)cancelGrace.TotalMilliseconds).ConfigureAwait(false))!;
-        return new ReapResult((int)r[0], (int)r[1], (int)r[2], (int)r[3]);
+        return new ReapResult((int)r[0], (int)r[1], (int)r[2], (int)r[3], (int)r[4]);
     }
 
-    /// <summary>A parent waits on its child: the child's outcome if it has finished, else the parent is suspended (<see cref="ChildOutcome.Waiting"/>).</summary>
-    public async Task<(ChildOutcome Outcome, string? Payload)> AwaitChildAsync(string parentRunId, string token, string step, string childRunId, int attempt, TimeSpan? timeout)
+    /// <summary>A handler reached a wait: takes and records what it waits for if it is there, records a timeout, or answers pending.</summary>
+    public async Task<WaitAnswer> WaitAsync(string runId, string token, int attempt, WaitRequest wait)
     {
-        var r = (RedisResult[])(await CallAsync(ScriptLibrary.AwaitChild, parentRunId, token, step, childRunId, attempt,
-            timeout is { } t ? (long)t.TotalMilliseconds : "").ConfigureAwait(false))!;
+        var r = (RedisResult[])(await CallAsync(ScriptLibrary.Wait, runId, token, wait.Step, attempt, KindName(wait.Kind), wait.Name ?? "", wait.Key ?? "",
+            wait.Relative is { } rel ? (long)rel.TotalMilliseconds : "", wait.Until is { } until ? until.ToUnixTimeMilliseconds() : "").ConfigureAwait(false))!;
         var payload = r.Length > 1 ? (string?)r[1] : null;
-        return ((string)r[0]! switch
+        switch ((string)r[0]!)
         {
-            "succeeded" => ChildOutcome.Succeeded,
-            "failed" => ChildOutcome.Failed,
-            "canceled" => ChildOutcome.Canceled,
-            "waiting" => ChildOutcome.Waiting,
-            "missing" => ChildOutcome.Missing,
-            "timeout" => ChildOutcome.TimedOut,
-            _ => ChildOutcome.Fenced,
-        }, payload);
+            case "recorded":
+                return ParseCached(payload!) is { } step ? new WaitAnswer(WaitState.Satisfied, step.Output, Recorded: step) : new WaitAnswer(WaitState.Pending);
+            case "ok":
+                await WaitForReplicasAsync($"record of wait '{wait.Step}' of run {runId}").ConfigureAwait(false);
+                return new WaitAnswer(WaitState.Satisfied, payload ?? RedflowJson.Null);
+            case "timeout": return new WaitAnswer(WaitState.TimedOut);
+            case "pending": return new WaitAnswer(WaitState.Pending, DeadlineMs: string.IsNullOrEmpty(payload) ? null : long.Parse(payload, CultureInfo.InvariantCulture));
+            case "failed": return new WaitAnswer(WaitState.ChildFailed, payload);
+            case "canceled": return new WaitAnswer(WaitState.ChildCanceled, payload);
+            case "missing": return new WaitAnswer(WaitState.ChildMissing);
+            default: return new WaitAnswer(WaitState.Fenced, payload);
+        }
+    }
+
+    /// <summary>Suspends a run whose every unfinished handler call waits (suspend.lua); <see cref="SuspendOutcome.Ready"/> when one of them can move on after all.</summary>
+    public async Task<SuspendOutcome> SuspendAsync(string runId, string token, IReadOnlyList<PendingWait> waits)
+    {
+        var args = new List<RedisValue>(2 + waits.Count * 5) { runId, token };
+        foreach (var w in waits)
+            args.AddRange([w.Request.Step, KindName(w.Request.Kind), w.Request.Name ?? "", w.Request.Key ?? "", w.DeadlineMs is { } d ? d : ""]);
+        var r = (RedisResult[])(await CallAsync(ScriptLibrary.Suspend, [.. args]).ConfigureAwait(false))!;
+        return (string)r[0]! switch
+        {
+            "waiting" => SuspendOutcome.Waiting,
+            "ready" => SuspendOutcome.Ready,
+            _ => SuspendOutcome.Fenced,
+        };
+    }
+
+    /// <summary>Buffers a signal for a run (and requeues it if it waits on that signal); false for an unknown or finished run.</summary>
+    public async Task<bool> SignalAsync(string runId, string signal, string payloadJson)
+    {
+        var delivered = (long)await CallAsync(ScriptLibrary.Signal, runId, signal, payloadJson).ConfigureAwait(false) == 1;
+        if (delivered) await WaitForReplicasAsync($"signal '{signal}' to run {runId}", "Sending it again buffers a second signal.").ConfigureAwait(false);
+        return delivered;
+    }
+
+    /// <summary>Sends an event: kept for its retention, waiting runs requeued, triggered runs started, once per idempotency key.</summary>
+    public async Task<EventSent> SendEventAsync(NewEvent e)
+    {
+        var r = (RedisResult[])(await CallAsync(ScriptLibrary.SendEvent, e.EventId, e.Name, e.Key ?? "", e.PayloadJson, e.IdempotencyKey ?? "",
+            (long)e.Retention.TotalMilliseconds, e.TraceParent).ConfigureAwait(false))!;
+        await WaitForReplicasAsync($"event '{e.Name}'", "Sending it again with the same IdempotencyKey is safe.").ConfigureAwait(false);
+        return new EventSent((string)r[0]!, (int)r[1], (int)r[2]);
+    }
+
+    /// <summary>A wait kind as the scripts name it.</summary>
+    internal static string KindName(WaitKind kind) => kind switch
+    {
+        WaitKind.Child => "child",
+        WaitKind.Sleep => "sleep",
+        WaitKind.Signal => "signal",
+        WaitKind.Event => "event",
+        _ => throw new ArgumentOutOfRangeException(nameof(kind), kind, null),
+    };
+
+    internal static WaitKind? ParseKind(string? name) => name switch
+    {
+        "child" => WaitKind.Child,
+        "sleep" => WaitKind.Sleep,
+        "signal" => WaitKind.Signal,
+        "event" => WaitKind.Event,
+        _ => null,
+    };
+
+    /// <summary>A step record a replay serves (a succeeded step or wait, or a wait's recorded timeout); null for any other record.</summary>
+    internal static CachedStep? ParseCached(string json)
+    {
+        using var doc = JsonDocument.Parse(json);
+        var root = doc.RootElement;
+        var seq = root.TryGetProperty("seq", out var s) ? s.GetInt64() : long.MaxValue;
+        var kind = root.TryGetProperty("kind", out var k) ? ParseKind(k.GetString()) : null;
+        if (root.TryGetProperty("timed_out", out var t) && t.ValueKind == JsonValueKind.True)
+            return new CachedStep(seq, RedflowJson.Null, kind, TimedOut: true,
+                Error: root.TryGetProperty("error", out var e) ? e.Deserialize<RunError>(RedflowJson.Options) : null);
+        if (root.GetProperty("status").GetString() != "succeeded") return null;
+        return new CachedStep(seq, root.TryGetProperty("output", out var o) ? o.GetRawText() : RedflowJson.Null, kind);
     }
 
     /// <summary>The Redis clock and the last instant a cron trigger handled (0 when it never ran).</summary>
@@ -308,7 +411,7 @@ internal sealed partial class RedisStore(IConnectionMultiplexer redis, Keys keys
     {
         var args = new List<RedisValue> { app, node, workerJson };
         foreach (var w in workflows)
-            args.AddRange([w.Name, w.Queue, w.MaxConcurrency, w.MaxAttempts, (long)w.Retention.TotalMilliseconds, w.HasOnFailure ? "1" : "0", w.CronJson]);
+            args.AddRange([w.Name, w.Queue, w.MaxConcurrency, w.MaxAttempts, (long)w.Retention.TotalMilliseconds, w.HasOnFailure ? "1" : "0", w.CronJson, w.EventTriggers]);
         return (long)await CallAsync(ScriptLibrary.Register, [.. args]).ConfigureAwait(false);
     }
 
@@ -317,7 +420,40 @@ internal sealed partial class RedisStore(IConnectionMultiplexer redis, Keys keys
     public async Task<RunRecord?> GetRunAsync(string runId)
     {
         var entries = await Db.HashGetAllAsync(Keys.Run(runId)).ConfigureAwait(false);
-        return entries.Length == 0 ? null : ToRunRecord(entries);
+        if (entries.Length == 0) return null;
+        var run = ToRunRecord(entries);
+        return run.Status == RunStatus.Waiting ? run with { Waits = await GetWaitsAsync(runId).ConfigureAwait(false) } : run;
+    }
+
+    /// <summary>What a waiting run waits on (the waits hash of suspend.lua, without its index fields), by step name.</summary>
+    public async Task<IReadOnlyList<WaitInfo>> GetWaitsAsync(string runId)
+    {
+        var entries = await Db.HashGetAllAsync(Keys.RunWaits(runId)).ConfigureAwait(false);
+        var waits = new List<WaitInfo>();
+        foreach (var e in entries)
+        {
+            var step = (string)e.Name!;
+            if (step.StartsWith('\n')) continue;
+            using var doc = JsonDocument.Parse((string)e.Value!);
+            var w = doc.RootElement;
+            string? S(string p) => w.TryGetProperty(p, out var v) && v.GetString() is { Length: > 0 } x ? x : null;
+            waits.Add(new WaitInfo(step, ParseKind(S("kind")) ?? WaitKind.Child, S("name"), S("key"),
+                w.TryGetProperty("until", out var u) && u.ValueKind == JsonValueKind.Number ? DateTimeOffset.FromUnixTimeMilliseconds(u.GetInt64()) : null));
+        }
+        return waits.OrderBy(w => w.Step, StringComparer.Ordinal).ToList();
+    }
+
+    /// <summary>The errors of a run's failed attempts that were retried, oldest first (fail.lua).</summary>
+    public async Task<IReadOnlyList<(int Attempt, DateTimeOffset FailedAt, RunError Error)>> GetAttemptErrorsAsync(string runId)
+    {
+        var items = await Db.ListRangeAsync(Keys.Attempts(runId)).ConfigureAwait(false);
+        return items.Select(i =>
+        {
+            using var doc = JsonDocument.Parse((string)i!);
+            var root = doc.RootElement;
+            return (root.GetProperty("attempt").GetInt32(), DateTimeOffset.FromUnixTimeMilliseconds(root.GetProperty("failed_at").GetInt64()),
+                root.GetProperty("error").Deserialize<RunError>(RedflowJson.Options)!);
+        }).ToList();
     }
 
     public async Task<IReadOnlyList<StepRecord>> GetStepsAsync(string runId)

@@ -15,7 +15,12 @@ internal static class RunIds
     /// A new id. Within one process ids strictly increase (an id made in the same millisecond as the previous one
     /// is the previous plus one), so runs emitted in one millisecond list in the order they were emitted.
     /// </summary>
-    public static string New()
+    public static string New() => New("run_");
+
+    /// <summary>A new event id: <c>evt_</c> plus 26 characters, made as run ids are (sortable by time, unique).</summary>
+    public static string NewEvent() => New("evt_");
+
+    private static string New(string kind)
     {
         Span<byte> bytes = stackalloc byte[16];
         BinaryPrimitives.WriteUInt64BigEndian(bytes, (ulong)DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() << 16);
@@ -27,7 +32,7 @@ internal static class RunIds
             _last = value;
         }
         BinaryPrimitives.WriteUInt128BigEndian(bytes, value);
-        return Encode(bytes);
+        return Encode(bytes, kind);
     }
 
     /// <summary>The id of the child a parent's step starts in one attempt: the same inputs give the same id.</summary>
@@ -39,14 +44,14 @@ internal static class RunIds
     private static string Derived(params string[] parts)
     {
         var hash = SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(string.Join('\0', parts)));
-        return Encode(hash.AsSpan(0, 16));
+        return Encode(hash.AsSpan(0, 16), "run_");
     }
 
-    private static string Encode(ReadOnlySpan<byte> bytes)
+    private static string Encode(ReadOnlySpan<byte> bytes, string kind)
     {
         var value = BinaryPrimitives.ReadUInt128BigEndian(bytes);
         Span<char> chars = stackalloc char[30];
-        "run_".CopyTo(chars);
+        kind.CopyTo(chars);
         for (var i = 29; i >= 4; i--)
         {
             chars[i] = Alphabet[(int)(value & 31)];

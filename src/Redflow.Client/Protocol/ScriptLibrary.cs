@@ -28,7 +28,10 @@ internal static class ScriptLibrary
     public static Script Reap => Get("reap");
     public static Script Register => Get("register");
     public static Script Cancel => Get("cancel");
-    public static Script AwaitChild => Get("await_child");
+    public static Script Wait => Get("wait");
+    public static Script Suspend => Get("suspend");
+    public static Script Signal => Get("signal");
+    public static Script SendEvent => Get("send_event");
     public static Script CronTick => Get("cron_tick");
     public static Script ClaimOnFailure => Get("claim_onfailure");
 

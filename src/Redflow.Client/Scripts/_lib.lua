@@ -23,11 +23,23 @@ local function k_wf_runs(wf) return P .. 'wfruns:' .. wf end             -- zset
 local function k_idem(wf, key) return P .. 'idem:' .. #wf .. ':' .. wf .. ':' .. key end
 local function k_claim(req) return P .. 'claim:' .. req end              -- string: a claim's answer, for repeats
 local function k_cron(trigger) return P .. 'cron:' .. trigger end        -- string: last instant a cron trigger handled
+local function k_attempts(id) return P .. 'attempts:' .. id end          -- list: errors of a run's failed attempts (JSON), oldest first
+-- hash of a waiting run: step -> wait JSON {kind, name, key, until}; fields starting with a newline (step names have
+-- none) index what it waits on: "\nc\n<child id>", "\ns\n<signal>", "\ne\n<event>\n<key>", each -> step
+local function k_waits(id) return P .. 'waits:' .. id end
+local function k_signals(id) return P .. 'signals:' .. id end            -- list: a run's buffered signals "<name>\n<payload>", in the order sent
+local function k_events(name, key) return P .. 'events:' .. #name .. ':' .. name .. ':' .. key end -- zset: event id -> send order (event_order)
+local function k_event(eid) return P .. 'event:' .. eid end              -- hash: an event's name, key, payload, sent_at
+local function k_event_waiters(name, key) return P .. 'evwaiters:' .. #name .. ':' .. name .. ':' .. key end -- set: runs waiting on it
+local function k_event_idem(name, ikey) return P .. 'evidem:' .. #name .. ':' .. name .. ':' .. ikey end     -- string: event id
+local function k_event_triggers(name) return P .. 'evtriggers:' .. name end -- set: workflows one run of which each such event starts
 local K_FINISHED = P .. 'finished'     -- zset: finished run id -> purge at (ms)
 local K_ONFAILURE = P .. 'onfailure'   -- zset: run id -> due (ms): OnFailure calls still to make
 local K_CANCELS = P .. 'cancels'       -- zset: running run id -> when its cancel was requested (ms)
 local K_CANCEL_CHANNEL = P .. 'cancel' -- channel: cancel requested for a running run
-local K_WAITS = P .. 'waits'           -- zset: waiting parent id -> deadline of its child wait (ms)
+local K_WAITS = P .. 'waits'           -- zset: waiting run id -> its earliest wait deadline (a sleep's end, a timeout), ms
+local K_EVENT_PURGE = P .. 'eventpurge' -- zset: event id -> purge at (ms)
+local K_EVENT_CLOCK = P .. 'eventclock' -- string: the last event's send order
 local K_WORKFLOWS = P .. 'workflows'   -- set: registered workflow names
 local K_QUEUES = P .. 'queues'         -- set: queues that ever had a run
 local K_WORKERS = P .. 'workers'       -- hash: node -> worker info JSON
@@ -147,6 +159,35 @@ local function put_step(id, name, body, started, now, existing)
   redis.call('HSET', k_steps(id), name, '{"seq":' .. seq .. ',"started_at":' .. int(started) .. ',"finished_at":' .. int(now) .. ',' .. string.sub(body, 2))
 end
 
+-- Removes a waiting run's waits and their indexes (the event waiter sets, the due-wait index); returns the index
+-- fields of the waits hash ("\nc\n<child>", ...), for a caller that must act on them (cancel: the children).
+local function clear_waits(id)
+  local fields = redis.call('HKEYS', k_waits(id))
+  local index = {}
+  for _, f in ipairs(fields) do
+    if string.byte(f, 1) == 10 then
+      index[#index + 1] = f
+      local name, key = string.match(f, '^\ne\n([^\n]*)\n(.*)$')
+      if name then redis.call('SREM', k_event_waiters(name, key), id) end
+    end
+  end
+  redis.call('DEL', k_waits(id))
+  redis.call('ZREM', K_WAITS, id)
+  return index
+end
+
+-- One of a waiting run's waits is satisfied or timed out: the run goes back to the front of its queue (its waits
+-- cleared) and replays, its satisfied waits answered from the record. A run not waiting is left as it is. True if woken.
+local function wake(id, now)
+  local r = redis.call('HMGET', k_run(id), 'status', 'queue', 'workflow', 'created_at')
+  if r[1] ~= 'waiting' then return false end
+  clear_waits(id)
+  redis.call('HINCRBY', k_run(id), 'resumes', 1)
+  redis.call('HINCRBY', K_COUNTERS, 'resumed', 1)
+  requeue(id, r[2], r[3], 'waiting', tonumber(r[4]), 0, now, true, { 'woken', '1' })
+  return true
+end
+
 -- Ends a run: status index, finish time, retention, idempotency key window, completion message,
 -- and the parent waiting on it (if any) goes back to its queue to replay.
 -- extra: more field/value pairs for the run record, written with the status (the output, for one).
@@ -163,15 +204,8 @@ local function finish(id, status, now, extra, r)
   if r[F_IDEM_KEY] and r[F_IDEM_KEY] ~= '' then
     redis.call('PEXPIRE', k_idem(wf, r[F_IDEM_KEY]), tonumber(r[F_IDEM_TTL] or '86400000'))
   end
-  if r[F_PARENT] and r[F_PARENT] ~= '' then
-    local parent = k_run(r[F_PARENT])
-    local p = redis.call('HMGET', parent, 'status', 'waiting_on', 'queue', 'workflow', 'created_at')
-    if p[1] == 'waiting' and p[2] == id then
-      redis.call('HDEL', parent, 'waiting_on')
-      redis.call('ZREM', K_WAITS, r[F_PARENT])
-      redis.call('HINCRBY', parent, 'resumes', 1)
-      requeue(r[F_PARENT], p[3], p[4], 'waiting', tonumber(p[5]), 0, now, true)
-    end
+  if r[F_PARENT] and r[F_PARENT] ~= '' and redis.call('HEXISTS', k_waits(r[F_PARENT]), '\nc\n' .. id) == 1 then
+    wake(r[F_PARENT], now) -- the parent waits on this child: it replays with the child's outcome
   end
   redis.call('PUBLISH', K_DONE, id)
 end
@@ -275,8 +309,9 @@ end
 --   2 fencing token    6 attempt         10 {step name, step record JSON, ...}
 --   3 lease deadline   7 max attempts    11 W3C traceparent of the emitting code ('' = none)
 --   4 workflow         8 resumes         12 created at (ms)
-local function leased_entry(id, token, deadline, wf, input, attempt, max_attempts, resumes, q, steps, traceparent, created)
-  return { id, token, deadline, wf, input, attempt, max_attempts, resumes, q, steps, traceparent or '', created }
+--                                        13 '1' when a satisfied wait requeued it (wake), else ''
+local function leased_entry(id, token, deadline, wf, input, attempt, max_attempts, resumes, q, steps, traceparent, created, woken)
+  return { id, token, deadline, wf, input, attempt, max_attempts, resumes, q, steps, traceparent or '', created, woken or '' }
 end
 
 -- Leases up to max ready runs of queue q to a worker, appending them to out (leased_entry): round-robin over the
@@ -301,15 +336,16 @@ local function claim_from(q, max, worker, lease_ms, now, out)
         local run = k_run(id)
         local token = next_token(now)
         local deadline = int(now + lease_ms)
-        local r = redis.call('HMGET', run, 'created_at', 'started_at', 'input', 'attempt', 'max_attempts', 'resumes', 'traceparent')
+        local r = redis.call('HMGET', run, 'created_at', 'started_at', 'input', 'attempt', 'max_attempts', 'resumes', 'traceparent', 'woken')
         redis.call('HSET', run, 'status', 'running', 'token', token, 'worker', worker, 'lease_until', deadline, 'started_at', r[2] or int(now))
+        if r[8] then redis.call('HDEL', run, 'woken') end
         redis.call('ZADD', k_leases(q), deadline, id)
         redis.call('SADD', k_running(wf), id)
         move_status(id, wf, 'queued', 'running', r[1])
         redis.call('HINCRBY', K_COUNTERS, 'started', '1')
         -- Steps are recorded only under a lease, so a run never started before has none to read.
         local steps = r[2] and redis.call('HGETALL', k_steps(id)) or {}
-        out[#out + 1] = leased_entry(id, token, deadline, wf, r[3], r[4], r[5], r[6], q, steps, r[7], r[1])
+        out[#out + 1] = leased_entry(id, token, deadline, wf, r[3], r[4], r[5], r[6], q, steps, r[7], r[1], r[8])
         idle = 0
       end
       if redis.call('LLEN', k_ready(q, wf)) == 0 then
@@ -334,4 +370,54 @@ end
 local function holder(id, token)
   local r = redis.call('HMGET', k_run(id), unpack(RUN_FIELDS))
   return r, (r[F_STATUS] == 'running' and r[F_TOKEN] == token)
+end
+
+-- A wait's deadline (ms, or nil: none). The instant step `step` of run id first reached its wait is kept in the run
+-- record (wait_at:<step>), so a deadline survives replays: relative_ms (a sleep's duration or a timeout, '' = none)
+-- counts from it; until_ms ('' = none) is a SleepUntil's absolute time. Returns the deadline and that first instant.
+local function wait_deadline(id, step, relative_ms, until_ms, now)
+  local field = 'wait_at:' .. step
+  local at = tonumber(redis.call('HGET', k_run(id), field) or '')
+  if not at then
+    at = now
+    redis.call('HSET', k_run(id), field, int(at))
+  end
+  if until_ms ~= '' then return tonumber(until_ms), at end
+  if relative_ms ~= '' then return at + tonumber(relative_ms), at end
+  return nil, at
+end
+
+-- The first buffered signal `name` of run id (its payload), removed from the buffer when take is true; nil if none.
+local function next_signal(id, name, take)
+  local head = name .. '\n'
+  for _, v in ipairs(redis.call('LRANGE', k_signals(id), 0, -1)) do
+    if string.sub(v, 1, #head) == head then
+      if take then redis.call('LREM', k_signals(id), 1, v) end
+      return string.sub(v, #head + 1)
+    end
+  end
+  return nil
+end
+
+-- The run's position in the events of (name, key): the send order of the last one it took, in its record.
+local function event_pos_field(name, key) return 'evpos:' .. #name .. ':' .. name .. ':' .. key end
+
+-- The earliest event (name, key) sent after the run was created (created_ms) and after the last one it took:
+-- its id and send order, or nil.
+local function next_event(id, name, key, created_ms)
+  local pos = redis.call('HGET', k_run(id), event_pos_field(name, key))
+  local from = pos and ('(' .. pos) or int(created_ms * 1000)
+  local e = redis.call('ZRANGEBYSCORE', k_events(name, key), from, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
+  if #e == 0 then return nil end
+  return e[1], e[2]
+end
+
+-- Whether a wait can move on now (to be taken by wait.lua): a child finished, a sleep or a timeout is due, a signal or an
+-- event is there. kind: 'child' | 'sleep' | 'signal' | 'event'; deadline: ms or nil.
+local function wait_ready(id, kind, name, key, deadline, created_ms, now)
+  if deadline and now >= deadline then return true end
+  if kind == 'child' then return TERMINAL[redis.call('HGET', k_run(name), 'status') or 'succeeded'] == true end
+  if kind == 'signal' then return next_signal(id, name, false) ~= nil end
+  if kind == 'event' then return next_event(id, name, key, created_ms) ~= nil end
+  return false
 end

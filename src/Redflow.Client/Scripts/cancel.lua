@@ -1,6 +1,6 @@
 --[[
   cancel: a client asks to cancel a run, or the worker holding a canceled run acknowledges it.
-  A scheduled, queued or waiting run is canceled at once (a waiting run's child too). A running run is
+  A scheduled, queued or waiting run is canceled at once (a waiting run's waits removed, the children it waits on canceled). A running run is
   marked: its worker is told (the cancel channel, and the lease renewal as a fallback), and the reaper
   ends it Canceled after the workers' CancelGrace if its handler ignores the token (reap.lua).
   KEYS[1] namespace base
@@ -8,14 +8,14 @@
   ARGV[2] reason ('' = none)
   ARGV[3] fencing token ('' = a client request; else the holder acknowledges: the run ends Canceled now)
   Returns 1 when the cancel was recorded (or is under way), 0 for an unknown or finished run.
-  Uses: k_run, k_ready, k_ring, k_scheduled, K_CANCELS, K_CANCEL_CHANNEL, K_WAITS, now_ms, TERMINAL, release, finish (_lib.lua)
+  Uses: k_run, k_ready, k_ring, k_scheduled, K_CANCELS, K_CANCEL_CHANNEL, now_ms, TERMINAL, release, clear_waits, finish (_lib.lua)
 ]]
 local function cancel(id, reason, token, now)
   local run = k_run(id)
-  local r = redis.call('HMGET', run, 'status', 'queue', 'workflow', 'created_at', 'waiting_on', 'token', 'cancel_reason')
+  local r = redis.call('HMGET', run, 'status', 'queue', 'workflow', 'created_at', 'token', 'cancel_reason')
   local status = r[1]
   if not status or TERMINAL[status] then return 0 end
-  if status == 'running' and token ~= '' and r[6] ~= token then return 0 end
+  if status == 'running' and token ~= '' and r[5] ~= token then return 0 end
   if status == 'running' and token == '' then
     if redis.call('HEXISTS', run, 'cancel_requested') == 1 then return 1 end
     redis.call('HSET', run, 'cancel_requested', now, 'cancel_reason', reason)
@@ -29,12 +29,15 @@ local function cancel(id, reason, token, now)
     if redis.call('LLEN', k_ready(r[2], r[3])) == 0 then redis.call('LREM', k_ring(r[2]), 0, r[3]) end
   elseif status == 'scheduled' then
     redis.call('ZREM', k_scheduled(r[2]), id)
-  elseif status == 'waiting' and r[5] then
-    cancel(r[5], 'parent run ' .. id .. ' was canceled', '', now)
+  elseif status == 'waiting' then
+    -- Its waits go, and the children it waits on are canceled with it.
+    for _, f in ipairs(clear_waits(id)) do
+      local child = string.match(f, '^\nc\n(.*)$')
+      if child then cancel(child, 'parent run ' .. id .. ' was canceled', '', now) end
+    end
   end
   redis.call('ZREM', K_CANCELS, id)
-  redis.call('ZREM', K_WAITS, id)
-  if token == '' or not r[7] then redis.call('HSET', run, 'cancel_reason', reason) end
+  if token == '' or not r[6] then redis.call('HSET', run, 'cancel_reason', reason) end
   finish(id, 'canceled', now)
   return 1
 end

@@ -12,7 +12,7 @@
   ARGV[7..] the worker's queues, in priority order (with ARGV[4])
   Returns {'ok', next runs} | {'done', next runs} (a repeat: the first call's next run, if it still holds it) |
   {'fenced', status} (next runs as claim.lua returns them: at most one)
-  Uses: k_run, now_ms, ring_if_waiting, release, F_STATUS, F_TOKEN, F_QUEUE, F_WORKFLOW, finish, next_token, claim_from, leased_run, holder (_lib.lua)
+  Uses: k_run, now_ms, ring_if_waiting, release, F_STATUS, F_TOKEN, F_QUEUE, F_WORKFLOW, F_ATTEMPT, finish, next_token, claim_from, leased_run, holder (_lib.lua)
 ]]
 local id, token, claim_next = ARGV[1], ARGV[2], ARGV[4] == '1'
 local r, held = holder(id, token)
@@ -39,6 +39,8 @@ if #next_runs > 0 then
   extra[3], extra[4], extra[5], extra[6] = 'next_run', next_runs[1][1], 'next_token', next_runs[1][2]
 end
 finish(id, 'succeeded', now, extra, r)
+-- A run that succeeded ended with no error: a retried one's earlier errors stay in its attempt history.
+if r[F_ATTEMPT] ~= '1' then redis.call('HDEL', k_run(id), 'error') end
 -- The slot was not used here: if runs of the workflow wait, another worker may take it.
 if freed and #next_runs == 0 then ring_if_waiting(r[F_QUEUE], r[F_WORKFLOW]) end
 return { 'ok', next_runs }

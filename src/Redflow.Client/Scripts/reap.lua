@@ -1,16 +1,16 @@
 --[[
-  reap: for every queue, promotes due scheduled runs and takes back expired leases; then purges
-  finished runs whose retention has passed from every index. Safe to run from several reapers at once.
+  reap: requeues waiting runs whose wait is due (a sleep's end, a timeout); for every queue, promotes due
+  scheduled runs and takes back expired leases; then purges finished runs and events whose retention has passed. Safe to run from several reapers at once.
   KEYS[1] namespace base
   ARGV[1] at most this many runs per queue and kind
   ARGV[2] abandon after this many lease expiries with no progress
   ARGV[3] cancel grace ms: a running run whose cancel was requested longer ago ends Canceled now
-  Returns {promoted, reclaimed, purged, canceled}
-  Uses: k_run, k_steps, k_children, k_wf_status, k_wf_runs, K_FINISHED, K_ONFAILURE, K_CANCELS, K_WAITS, K_QUEUES, now_ms, release, requeue, finish, promote_due, reclaim_expired (_lib.lua)
+  Returns {promoted, reclaimed, purged, canceled, woken}
+  Uses: k_run, k_steps, k_children, k_wf_status, k_wf_runs, k_attempts, k_waits, k_signals, k_events, k_event, K_FINISHED, K_ONFAILURE, K_CANCELS, K_WAITS, K_EVENT_PURGE, K_QUEUES, now_ms, release, wake, finish, promote_due, reclaim_expired (_lib.lua)
 ]]
 local limit, abandon_after = tonumber(ARGV[1]), tonumber(ARGV[2])
 local now = now_ms()
-local promoted, reclaimed, purged, canceled = 0, 0, 0, 0
+local promoted, reclaimed, purged, canceled, woken = 0, 0, 0, 0, 0
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', K_CANCELS, '-inf', now - tonumber(ARGV[3]), 'LIMIT', 0, limit)) do
   redis.call('ZREM', K_CANCELS, id)
   local r = redis.call('HMGET', k_run(id), 'status', 'queue', 'workflow')
@@ -21,13 +21,9 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', K_CANCELS, '-inf', now - tonumbe
   end
 end
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', K_WAITS, '-inf', now, 'LIMIT', 0, limit)) do
-  redis.call('ZREM', K_WAITS, id) -- a child wait timed out: the parent replays and its step fails with a timeout
-  local r = redis.call('HMGET', k_run(id), 'status', 'queue', 'workflow', 'created_at')
-  if r[1] == 'waiting' then
-    redis.call('HDEL', k_run(id), 'waiting_on')
-    redis.call('HINCRBY', k_run(id), 'resumes', 1)
-    requeue(id, r[2], r[3], 'waiting', tonumber(r[4]), 0, now, true)
-  end
+  -- A wait is due (a sleep ended, a timeout passed): the run replays and the wait answers from the clock.
+  redis.call('ZREM', K_WAITS, id)
+  if wake(id, now) then woken = woken + 1 end
 end
 for _, q in ipairs(redis.call('SMEMBERS', K_QUEUES)) do
   promoted = promoted + promote_due(q, now, limit)
@@ -44,7 +40,13 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', K_FINISHED, '-inf', now, 'LIMIT'
   redis.call('ZREM', K_ONFAILURE, id)
   redis.call('ZREM', K_CANCELS, id)
   redis.call('ZREM', K_WAITS, id)
-  redis.call('DEL', k_run(id), k_steps(id), k_children(id))
+  redis.call('DEL', k_run(id), k_steps(id), k_children(id), k_attempts(id), k_signals(id), k_waits(id))
   purged = purged + 1
 end
-return { promoted, reclaimed, purged, canceled }
+for _, eid in ipairs(redis.call('ZRANGEBYSCORE', K_EVENT_PURGE, '-inf', now, 'LIMIT', 0, limit)) do
+  local e = redis.call('HMGET', k_event(eid), 'name', 'key')
+  if e[1] then redis.call('ZREM', k_events(e[1], e[2] or ''), eid) end
+  redis.call('DEL', k_event(eid))
+  redis.call('ZREM', K_EVENT_PURGE, eid)
+end
+return { promoted, reclaimed, purged, canceled, woken }

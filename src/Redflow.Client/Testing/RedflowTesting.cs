@@ -1,4 +1,5 @@
 using System.Text.Json;
+using Redflow.Protocol;
 
 namespace Redflow;
 
@@ -10,6 +11,12 @@ public sealed class RunInlineOptions
 
     /// <summary>Child workflows that <c>RunWorkflowAsync</c>/<c>EmitWorkflowAsync</c> may start; they run inline too.</summary>
     public IList<WorkflowDefinition> Children { get; } = new List<WorkflowDefinition>();
+
+    /// <summary>Signal name → payload every <c>WaitForSignalAsync</c> on that signal gets (a step override by step name wins).</summary>
+    public IDictionary<string, object?> Signals { get; } = new Dictionary<string, object?>(StringComparer.Ordinal);
+
+    /// <summary>Event name → payload every <c>WaitForEventAsync</c> on that event gets (a step override by step name wins).</summary>
+    public IDictionary<string, object?> Events { get; } = new Dictionary<string, object?>(StringComparer.Ordinal);
 
     /// <summary>Workflow name → output used instead of running that child.</summary>
     public IDictionary<string, object?> ChildOverrides { get; } = new Dictionary<string, object?>(StringComparer.Ordinal);
@@ -142,6 +149,25 @@ public static class RedflowTesting
             return options.StepOverrides.TryGetValue(name, out var value)
                 ? Task.FromResult(SerializeResult(name, value))
                 : InvokeAsync(name, invoke, stepOptions, token);
+        }
+
+        /// <summary>
+        /// Sleeps return at once (virtual time). A signal or event wait takes a step override by its step name, else the
+        /// payload <see cref="RunInlineOptions.Signals"/> or <see cref="RunInlineOptions.Events"/> gives its name; with
+        /// neither it times out at once when it has a timeout, else the run fails naming the wait.
+        /// </summary>
+        protected override Task<string> WaitCoreAsync(WaitRequest wait)
+        {
+            Ran(wait.Step);
+            if (wait.Kind == WaitKind.Sleep) return Task.FromResult(RedflowJson.Null);
+            if (options.StepOverrides.TryGetValue(wait.Step, out var value)) return Task.FromResult(SerializeResult(wait.Step, value));
+            var given = wait.Kind == WaitKind.Signal ? options.Signals : options.Events;
+            if (given.TryGetValue(wait.Name!, out var payload)) return Task.FromResult(SerializeResult(wait.Step, payload));
+            var what = wait.Kind == WaitKind.Signal ? "signal" : "event";
+            if (wait.Relative is not null)
+                throw new RedflowTimeoutException($"Step '{wait.Step}': no {what} '{wait.Name}' arrived before its timeout (inline run: none was given).");
+            throw new RedflowException($"Step '{wait.Step}' waits for {what} '{wait.Name}' and has no timeout; an inline run needs it in " +
+                $"RunInlineOptions.{(wait.Kind == WaitKind.Signal ? "Signals" : "Events")} or StepOverrides[\"{wait.Step}\"].");
         }
 
         protected override async Task<string> RunChildAsync(string name, string workflow, object? input, ChildWorkflowOptions childOptions)

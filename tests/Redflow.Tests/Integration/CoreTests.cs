@@ -118,7 +118,9 @@ public sealed class CoreTests : WorkerTest
         Assert.Equal(3, calls["second"]);
         var run = await RunAsync(handle.RunId);
         Assert.Equal(3, run.Attempt);
-        Assert.Contains("transient 2", run.Error!.Message); // the last failed attempt's error stays visible
+        Assert.Null(run.Error); // it succeeded: the failed attempts' errors are in its attempt history
+        var store = await ((RedisRedflowClient)Client).StoreAsync();
+        Assert.Equal(["transient 1", "transient 2"], (await store.GetAttemptErrorsAsync(handle.RunId)).Select(a => a.Error.Message));
         var steps = await Client.GetRunStepsAsync(handle.RunId);
         Assert.Equal(1, steps.Single(s => s.Name == "first").Attempt);
         Assert.Equal(3, steps.Single(s => s.Name == "second").Attempt);

@@ -346,53 +346,143 @@ public sealed class ScriptTests
     }
 
     [Fact]
-    public async Task Await_child_answers_the_same_on_a_repeat_and_suspends_the_parent_once()
+    public async Task A_child_wait_suspends_the_parent_once_and_the_childs_end_requeues_it()
     {
         await RegisterAsync();
         await EmitAsync("run_parent");
         var parent = await ClaimOneAsync();
         await _store.EmitAsync(new NewRun("run_child", "wf", "{}") { Delay = TimeSpan.FromHours(1), IdempotencyWindow = TimeSpan.FromHours(1), ParentRunId = parent.Id });
-        Assert.Equal(ChildOutcome.Waiting, (await _store.AwaitChildAsync(parent.Id, parent.Token, "c", "run_child", 1, null)).Outcome);
-        Assert.Equal(ChildOutcome.Fenced, (await _store.AwaitChildAsync(parent.Id, parent.Token, "c", "run_child", 1, null)).Outcome); // no longer running: nothing written twice
+        var wait = new WaitRequest("c", WaitKind.Child, "run_child");
+        var answer = await _store.WaitAsync(parent.Id, parent.Token, 1, wait);
+        Assert.Equal(WaitState.Pending, answer.State);
+        Assert.Equal(SuspendOutcome.Waiting, await _store.SuspendAsync(parent.Id, parent.Token, [new PendingWait(wait, answer.DeadlineMs)]));
+        Assert.Equal(SuspendOutcome.Fenced, await _store.SuspendAsync(parent.Id, parent.Token, [new PendingWait(wait, answer.DeadlineMs)])); // nothing written twice
         Assert.Equal("waiting", (string?)await Db.HashGetAsync(K.Run("run_parent"), "status"));
         Assert.Equal(0, await Db.SetLengthAsync(K.Running("wf"))); // the waiting parent holds no slot
+        Assert.Equal(WaitKind.Child, Assert.Single((await _store.GetRunAsync("run_parent"))!.Waits).Kind);
         Assert.True(await _store.CancelAsync("run_child", "x"));     // the child ends: the parent is requeued
         Assert.Equal("queued", (string?)await Db.HashGetAsync(K.Run("run_parent"), "status"));
+        Assert.False(await Db.KeyExistsAsync(K.RunWaits("run_parent")));
     }
 
     [Fact]
-    public async Task G6_cron_tick_fires_an_instant_once()
+    public async Task A_signal_is_buffered_taken_once_in_order_and_a_suspension_that_raced_it_is_not_written()
     {
         await RegisterAsync();
-        IReadOnlyList<(long, string)> instants = [(1_000, "run_cron_1")];
-        Assert.Equal((1, 0), await _store.CronTickAsync("wf", "t", "{}", "q", 3, TimeSpan.FromHours(1), instants));
-        Assert.Equal((0, 0), await _store.CronTickAsync("wf", "t", "{}", "q", 3, TimeSpan.FromHours(1), instants));
-        Assert.Equal(1, await Db.SortedSetLengthAsync(K.WorkflowRuns("wf")));
+        await EmitAsync("run_s");
+        var run = await ClaimOneAsync();
+        Assert.True(await _store.SignalAsync("run_s", "go", "1"));
+        Assert.True(await _store.SignalAsync("run_s", "go", "2"));
+        var first = await _store.WaitAsync(run.Id, run.Token, 1, new WaitRequest("a", WaitKind.Signal, "go"));
+        Assert.Equal((WaitState.Satisfied, "1"), (first.State, first.Payload));
+        var again = await _store.WaitAsync(run.Id, run.Token, 1, new WaitRequest("a", WaitKind.Signal, "go")); // a repeat answers from the record
+        Assert.Equal("1", again.Payload);
+        var b = new WaitRequest("b", WaitKind.Signal, "go");
+        // A suspension on a wait whose signal is there already writes nothing: the worker takes the signal instead.
+        Assert.Equal(SuspendOutcome.Ready, await _store.SuspendAsync(run.Id, run.Token, [new PendingWait(b, null)]));
+        Assert.Equal("2", (await _store.WaitAsync(run.Id, run.Token, 1, b)).Payload);
+        var c = new WaitRequest("c", WaitKind.Signal, "go");
+        Assert.Equal(WaitState.Pending, (await _store.WaitAsync(run.Id, run.Token, 1, c)).State);
+        Assert.Equal(SuspendOutcome.Waiting, await _store.SuspendAsync(run.Id, run.Token, [new PendingWait(c, null)]));
+        Assert.True(await _store.SignalAsync("run_s", "go", "3")); // the waiting run is requeued
+        Assert.Equal("queued", (string?)await Db.HashGetAsync(K.Run("run_s"), "status"));
+        Assert.False(await _store.SignalAsync("run_unknown", "go", "1"));
     }
 
     [Fact]
-    public async Task Register_is_idempotent_and_claim_onfailure_hands_out_a_call_once_per_lease()
+    public async Task An_event_is_taken_by_every_waiting_run_once_and_found_by_a_later_wait()
     {
-        await RegisterAsync(onFailure: true);
-        await RegisterAsync(onFailure: true);
-        Assert.Equal(1, await Db.SetLengthAsync(K.WorkflowsSet));
-        await EmitAsync("run_a");
-        await Db.SortedSetAddAsync(K.OnFailure, "run_a", 0);
-        Assert.Single(await _store.ClaimOnFailureAsync(Lease, 10, ["wf"]));
-        Assert.Empty(await _store.ClaimOnFailureAsync(Lease, 10, ["wf"]));
+        await RegisterAsync();
+        await EmitAsync("run_e1");
+        await EmitAsync("run_e2");
+        var runs = await _store.ClaimAsync("q", 2, "node-1", Lease, "req-e", 3);
+        Assert.Equal(2, runs.Count);
+        var sent = await _store.SendEventAsync(new NewEvent("evt_1", "paid", "{\"n\":1}") { Key = "o1" }); // before either waits
+        Assert.Equal((0, 0), (sent.RunsResumed, sent.RunsStarted));
+        foreach (var run in runs)
+        {
+            var w = await _store.WaitAsync(run.Id, run.Token, 1, new WaitRequest("p", WaitKind.Event, "paid") { Key = "o1" });
+            Assert.Equal((WaitState.Satisfied, "{\"n\":1}"), (w.State, w.Payload));
+            var other = new WaitRequest("q", WaitKind.Event, "paid") { Key = "o1" }; // the same event is not taken twice by one run
+            Assert.Equal(WaitState.Pending, (await _store.WaitAsync(run.Id, run.Token, 1, other)).State);
+            Assert.Equal(WaitState.Pending, (await _store.WaitAsync(run.Id, run.Token, 1, new WaitRequest("k", WaitKind.Event, "paid"))).State); // no key: another stream
+            Assert.Equal(SuspendOutcome.Waiting, await _store.SuspendAsync(run.Id, run.Token, [new PendingWait(other, null)]));
+        }
+        Assert.Equal(2, await Db.SetLengthAsync(K.EventWaiters("paid", "o1")));
+        var second = await _store.SendEventAsync(new NewEvent("evt_2", "paid", "2") { Key = "o1", IdempotencyKey = "psp-2" });
+        Assert.Equal(2, second.RunsResumed);
+        var repeat = await _store.SendEventAsync(new NewEvent("evt_3", "paid", "2") { Key = "o1", IdempotencyKey = "psp-2" });
+        Assert.Equal(new EventSent("evt_2", 0, 0), repeat);
+        Assert.Equal(0, await Db.SetLengthAsync(K.EventWaiters("paid", "o1")));
+    }
+
+    [Fact]
+    public async Task An_event_trigger_starts_one_run_per_event_and_workflow()
+    {
+        await _store.RegisterAsync("app", "node-1", """{"app":"app","queues":["q"],"concurrency":1}""",
+            [new WorkflowRegistration("on-order", "q", 10, 3, TimeSpan.FromDays(7), false, "[]", "order.created")]);
+        var first = await _store.SendEventAsync(new NewEvent("evt_a", "order.created", "{\"id\":1}"));
+        var second = await _store.SendEventAsync(new NewEvent("evt_b", "order.created", "{\"id\":2}") { IdempotencyKey = "k" });
+        var repeat = await _store.SendEventAsync(new NewEvent("evt_c", "order.created", "{\"id\":2}") { IdempotencyKey = "k" });
+        Assert.Equal((1, 1, 0), (first.RunsStarted, second.RunsStarted, repeat.RunsStarted));
+        Assert.Equal(2, await Db.SortedSetLengthAsync(K.WorkflowRuns("on-order")));
+        // A worker that no longer has the trigger takes it away.
+        await _store.RegisterAsync("app", "node-1", """{"app":"app","queues":["q"],"concurrency":1}""",
+            [new WorkflowRegistration("on-order", "q", 10, 3, TimeSpan.FromDays(7), false, "[]")]);
+        Assert.Equal(0, (await _store.SendEventAsync(new NewEvent("evt_d", "order.created", "{}"))).RunsStarted);
+    }
+
+    [Fact]
+    public async Task A_wait_past_its_deadline_records_the_timeout_and_a_repeat_answers_it_again()
+    {
+        await RegisterAsync();
+        await EmitAsync("run_t");
+        var run = await ClaimOneAsync();
+        var w = new WaitRequest("t", WaitKind.Signal, "never") { Relative = TimeSpan.FromMilliseconds(50) };
+        var pending = await _store.WaitAsync(run.Id, run.Token, 1, w);
+        Assert.Equal(WaitState.Pending, pending.State);
+        Assert.NotNull(pending.DeadlineMs);
+        await Task.Delay(200);
+        Assert.Equal(WaitState.TimedOut, (await _store.WaitAsync(run.Id, run.Token, 1, w)).State);
+        var repeat = await _store.WaitAsync(run.Id, run.Token, 1, w);
+        Assert.True(repeat.Recorded is { TimedOut: true });
+        var sleep = new WaitRequest("s", WaitKind.Sleep, null) { Relative = TimeSpan.FromMilliseconds(50) };
+        Assert.Equal(WaitState.Pending, (await _store.WaitAsync(run.Id, run.Token, 1, sleep)).State);
+        await Task.Delay(200);
+        Assert.Equal((WaitState.Satisfied, "null"), ((await _store.WaitAsync(run.Id, run.Token, 1, sleep)).State, (await _store.WaitAsync(run.Id, run.Token, 1, sleep)).Payload));
+    }
+
+    [Fact]
+    public async Task A_due_sleep_requeues_its_run_at_the_reap()
+    {
+        await RegisterAsync();
+        await EmitAsync("run_z");
+        var run = await ClaimOneAsync();
+        var sleep = new WaitRequest("s", WaitKind.Sleep, null) { Relative = TimeSpan.FromMilliseconds(100) };
+        var pending = await _store.WaitAsync(run.Id, run.Token, 1, sleep);
+        Assert.Equal(SuspendOutcome.Waiting, await _store.SuspendAsync(run.Id, run.Token, [new PendingWait(sleep, pending.DeadlineMs)]));
+        Assert.Equal(0, (await _store.ReapAsync(100, 3, TimeSpan.FromSeconds(30))).Woken);
+        await Task.Delay(250);
+        Assert.Equal(1, (await _store.ReapAsync(100, 3, TimeSpan.FromSeconds(30))).Woken);
+        var again = await ClaimOneAsync("r2");
+        Assert.True(again.Woken);
+        Assert.Equal("null", (await _store.WaitAsync(again.Id, again.Token, 1, sleep)).Payload);
     }
 
     [Fact]
     public async Task The_lua_key_layout_matches_the_key_builder()
     {
         var keys = (RedisResult[])(await Db.ScriptEvaluateAsync(ScriptLibrary.Library +
-            "\nreturn {k_run('x'), k_steps('x'), k_children('x'), k_ready('q','w'), k_ring('q'), k_scheduled('q'), k_leases('q'), k_running('w'), k_wf('w'), k_wf_workers('w'), k_wf_status('w','queued'), k_wf_runs('w'), k_idem('w','k'), k_cron('t'), K_FINISHED, K_ONFAILURE, K_WORKFLOWS, K_QUEUES, K_WORKERS, K_WORKERS_SEEN, K_COUNTERS, K_CANCELS, K_WAITS, K_TOKEN}",
+            "\nreturn {k_run('x'), k_steps('x'), k_children('x'), k_ready('q','w'), k_ring('q'), k_scheduled('q'), k_leases('q'), k_running('w'), k_wf('w'), k_wf_workers('w'), k_wf_status('w','queued'), k_wf_runs('w'), k_idem('w','k'), k_cron('t'), K_FINISHED, K_ONFAILURE, K_WORKFLOWS, K_QUEUES, K_WORKERS, K_WORKERS_SEEN, K_COUNTERS, K_CANCELS, K_WAITS, K_TOKEN, " +
+            "k_attempts('x'), k_waits('x'), k_signals('x'), k_events('évent','k'), k_event('e'), k_event_waiters('évent','k'), k_event_idem('évent','i'), k_event_triggers('n'), K_EVENT_PURGE, K_EVENT_CLOCK}",
             [(RedisKey)K.Base]))!;
         RedisKey[] expected =
         [
             K.Run("x"), K.Steps("x"), K.Children("x"), K.Ready("q", "w"), K.Ring("q"), K.Scheduled("q"), K.Leases("q"), K.Running("w"),
             K.Workflow("w"), K.WorkflowWorkers("w"), K.WorkflowStatus("w", RunStatus.Queued), K.WorkflowRuns("w"),
             K.Idempotency("w", "k"), K.CronLast("t"), K.Finished, K.OnFailure, K.WorkflowsSet, K.Queues, K.Workers, K.WorkersSeen, K.Counters, K.Cancels, K.Waits, K.Token,
+            K.Attempts("x"), K.RunWaits("x"), K.Signals("x"), K.Events("évent", "k"), K.Event("e"), K.EventWaiters("évent", "k"), K.EventIdempotency("évent", "i"),
+            K.EventTriggers("n"), K.EventPurge, K.EventClock,
         ];
         Assert.Equal(expected.Select(k => (string)k!), keys.Select(k => (string)k!));
     }
