@@ -4,10 +4,7 @@
 //   emit <count>      emit runs of "cluster-work" and wait for all results
 //   report            print the cron ticks and the run counts
 // Redis: $REDIS_URL (default redis://localhost:6379). run-cluster.sh drives the whole demo.
-using Akka.Cluster.Hosting;
-using Akka.Cluster.Hosting.SBR;
 using Akka.Hosting;
-using Akka.Remote.Hosting;
 using Microsoft.Extensions.Hosting;
 using Redflow;
 
@@ -42,15 +39,16 @@ async Task RunNodeAsync(int n)
 {
     var builder = Host.CreateApplicationBuilder();
     builder.Services.AddAkka("redflow-cluster", (akka, sp) => akka
-        .WithRemoting("127.0.0.1", 4050 + n)
-        .WithClustering(new ClusterOptions
-        {
-            SeedNodes = ["akka.tcp://redflow-cluster@127.0.0.1:4051"],
-            // Keep the majority side when the membership is stable: a crashed node is downed, its singletons move.
-            SplitBrainResolver = new KeepMajorityOption(),
-        })
+        // Remoting and clustering in HOCON (Akka.Hosting's AddHocon): the engine needs no Akka.Cluster.Hosting.
+        // Keep the majority side when the membership is stable: a crashed node is downed, its singletons move.
         // Failure detection tuned for a hand-over in about 5-10 s after a crash (Akka's defaults take about 50 s).
-        .AddHocon("""
+        .AddHocon($$"""
+            akka.actor.provider = cluster
+            akka.remote.dot-netty.tcp.hostname = "127.0.0.1"
+            akka.remote.dot-netty.tcp.port = {{4050 + n}}
+            akka.cluster.seed-nodes = ["akka.tcp://redflow-cluster@127.0.0.1:4051"]
+            akka.cluster.downing-provider-class = "Akka.Cluster.SBR.SplitBrainResolverProvider, Akka.Cluster"
+            akka.cluster.split-brain-resolver.active-strategy = keep-majority
             akka.cluster.split-brain-resolver.stable-after = 2s
             akka.cluster.failure-detector.heartbeat-interval = 500ms
             akka.cluster.failure-detector.acceptable-heartbeat-pause = 2s

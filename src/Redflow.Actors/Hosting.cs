@@ -1,6 +1,7 @@
 using Akka.Actor;
 using Akka.DependencyInjection;
 using Akka.Hosting;
+using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.Logging;
 using Redflow.Runtime;
 
@@ -42,6 +43,27 @@ public static class RedflowHostingExtensions
         });
         return builder;
     }
+
+    /// <summary>
+    /// Runs a Redflow worker (as <see cref="WithRedflowWorker(AkkaConfigurationBuilder, StartWorkerOptions)"/>) with its
+    /// options bound from a configuration section, for example <c>builder.Configuration.GetSection("Redflow")</c>
+    /// (keys named as the properties of <see cref="StartWorkerOptions"/>: <c>App</c>, <c>Url</c>, <c>Prefix</c>,
+    /// <c>Queues</c>, <c>Concurrency</c>, <c>Lease</c>, ...; durations as <c>hh:mm:ss</c>). <paramref name="configure"/>
+    /// completes them with what configuration cannot carry, the workflows above all:
+    /// <c>o =&gt; o with { Workflows = [sendWelcome] }</c>. The options are checked when the actor system starts.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">A value cannot be converted to its option's type.</exception>
+    public static AkkaConfigurationBuilder WithRedflowWorker(this AkkaConfigurationBuilder builder, IConfiguration configuration,
+        Func<StartWorkerOptions, StartWorkerOptions>? configure = null)
+    {
+        var options = RedflowConfiguration.Bind<StartWorkerOptions>(configuration);
+        return builder.WithRedflowWorker(configure is null ? options : configure(options));
+    }
+
+    /// <summary>Registers the client actor with <see cref="RedflowClientOptions"/> bound from a configuration section (see <see cref="RedflowConfiguration.Bind{T}"/>).</summary>
+    /// <exception cref="ArgumentException">An option is invalid (the exception names it).</exception>
+    public static AkkaConfigurationBuilder WithRedflowClient(this AkkaConfigurationBuilder builder, IConfiguration configuration) =>
+        builder.WithRedflowClient(RedflowConfiguration.Bind<RedflowClientOptions>(configuration));
 
     /// <summary>Registers the client actor (<see cref="RedflowClientActor"/>) for a Redis URL, under the default prefix.</summary>
     public static AkkaConfigurationBuilder WithRedflowClient(this AkkaConfigurationBuilder builder, string url) =>

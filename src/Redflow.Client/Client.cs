@@ -101,7 +101,11 @@ public static class RedflowClient
     public static IRedflowClient Create(string url) => Create(new RedflowClientOptions { Url = url });
 
     /// <summary>A client with options. Connects lazily: never blocks.</summary>
-    public static IRedflowClient Create(RedflowClientOptions options)
+    public static IRedflowClient Create(RedflowClientOptions options) =>
+        new RedisRedflowClient(options, new RedisHandle(Validate(options)), ownsConnection: true);
+
+    /// <summary>Checks every option (throws <see cref="ArgumentException"/> naming it) and returns the connection's configuration.</summary>
+    internal static ConfigurationOptions Validate(RedflowClientOptions options)
     {
         ArgumentNullException.ThrowIfNull(options);
         var configuration = RedisConnection.Resolve(options.Url, options.Configuration);
@@ -113,7 +117,7 @@ public static class RedflowClient
             throw new ArgumentOutOfRangeException(nameof(options), options.MaxPayloadBytes, "MaxPayloadBytes must be positive.");
         if (options.EventRetention <= TimeSpan.Zero)
             throw new ArgumentOutOfRangeException(nameof(options), options.EventRetention, "EventRetention must be positive.");
-        return new RedisRedflowClient(options, new RedisHandle(configuration), ownsConnection: true);
+        return configuration;
     }
 }
 
@@ -178,6 +182,13 @@ internal sealed class RedisRedflowClient : IRedflowClient
     }
 
     internal Task<RedisStore> StoreAsync() => _store.Value;
+
+    /// <summary>One PING over the client's connection: its round trip, or the error (for health checks).</summary>
+    internal async Task<TimeSpan> PingAsync(CancellationToken cancellationToken)
+    {
+        var mux = await _redis.GetAsync().WaitAsync(cancellationToken).ConfigureAwait(false);
+        return await mux.GetDatabase().PingAsync().WaitAsync(cancellationToken).ConfigureAwait(false);
+    }
 
     // ---- emit ----------------------------------------------------------------------------------------
 

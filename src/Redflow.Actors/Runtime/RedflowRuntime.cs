@@ -42,6 +42,16 @@ internal sealed class RedflowRuntime
     /// <summary>Redis reachability, pollers and lease renewal of this worker, for health checks.</summary>
     public WorkerHealth Health { get; }
 
+    /// <summary>The options it runs with.</summary>
+    public StartWorkerOptions Options => _options;
+
+    /// <summary>One PING over the worker's connection: its round trip, or the error (for health checks).</summary>
+    public async Task<TimeSpan> PingAsync(CancellationToken cancellationToken)
+    {
+        var mux = await _redis.GetAsync().WaitAsync(cancellationToken).ConfigureAwait(false);
+        return await mux.GetDatabase().PingAsync().WaitAsync(cancellationToken).ConfigureAwait(false);
+    }
+
     public static async Task<RedflowRuntime> StartAsync(ActorSystem system, StartWorkerOptions options, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(options);
@@ -81,7 +91,9 @@ internal sealed class RedflowRuntime
             cancels.OnMessage(m => worker.Tell(new CancelRequested((string)m.Message!)));
             logger.LogInformation("Redflow worker {Node} ({App}) started: queues {Queues}, concurrency {Concurrency}, {Mode}",
                 node, options.App, string.Join(", ", options.EffectiveQueues), options.Concurrency, clustered ? "reaper and cron as cluster singletons" : "standalone");
-            return new RedflowRuntime(worker, singletons, redis, [doorbell, cancels], options, logger, node, ctx.Health);
+            var runtime = new RedflowRuntime(worker, singletons, redis, [doorbell, cancels], options, logger, node, ctx.Health);
+            (options.Services?.GetService(typeof(RedflowWorkers)) as RedflowWorkers)?.Add(runtime); // for the health checks
+            return runtime;
         }
         catch
         {
@@ -94,6 +106,7 @@ internal sealed class RedflowRuntime
     public async Task StopAsync(CancellationToken cancellationToken = default)
     {
         if (Interlocked.Exchange(ref _stopped, 1) == 1) return;
+        (_options.Services?.GetService(typeof(RedflowWorkers)) as RedflowWorkers)?.Remove(this);
         try
         {
             var bound = _options.ShutdownTimeout + RunActor.StopWait + TimeSpan.FromSeconds(5);

@@ -130,6 +130,8 @@ internal sealed class WorkerActor : ReceiveActor, IWithTimers
     private void StartPass()
     {
         if (_stopRequester is not null) return;
+        // Every slot holds a run: there is nothing to claim for, which is polling on time (for the health check).
+        if (_slots.InFlight == _slots.Capacity) _ctx.Health.Polled();
         var reserved = _slots.StartPass();
         if (reserved > 0) _pollers[0].Tell(new ClaimRuns(reserved, new ClaimPass(0, 0)));
     }
