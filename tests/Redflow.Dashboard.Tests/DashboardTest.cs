@@ -115,6 +115,13 @@ public abstract partial class DashboardTest : IAsyncLifetime
         }
     }
 
+    /// <summary>The formatted JSON of a page's JSON block (<c>input</c>, <c>output</c>) as the dashboard shows it.</summary>
+    protected static string? JsonBlock(string html, string id)
+    {
+        var m = Regex.Match(html, $"id=\"{id}\" data-json=\"([^\"]*)\"");
+        return m.Success ? WebUtility.HtmlDecode(m.Groups[1].Value) : null;
+    }
+
     [GeneratedRegex("<a class=\"run\" href=\"[^\"]*\">([^<]*)</a>")]
     private static partial Regex RunLink();
 

@@ -20,7 +20,7 @@ internal static class RedisConnection
             try { options = ConfigurationOptions.Parse(url); }
             catch (Exception ex) when (ex is ArgumentException or FormatException)
             {
-                throw new ArgumentException($"'{url}' is neither a redis:// URL nor a valid StackExchange.Redis configuration string: {ex.Message}", nameof(url), ex);
+                throw new ArgumentException($"'{Redact(url)}' is neither a redis:// URL nor a valid StackExchange.Redis configuration string: {ex.Message}", nameof(url), ex);
             }
         }
         else
@@ -88,11 +88,26 @@ internal static class RedisConnection
         return options;
     }
 
-    private static string Redact(string url)
+    /// <summary>
+    /// The URL or configuration string with its secrets replaced by <c>***</c>: a URL's user information up to the
+    /// last <c>@</c> (a password may contain <c>@</c>), and the value of every <c>password=</c> of a configuration string.
+    /// </summary>
+    internal static string Redact(string url)
     {
-        var at = url.IndexOf('@');
         var scheme = url.IndexOf("://", StringComparison.Ordinal);
-        return at > 0 && scheme > 0 && at > scheme ? url[..(scheme + 3)] + "***@" + url[(at + 1)..] : url;
+        if (scheme >= 0)
+        {
+            var at = url.LastIndexOf('@');
+            return at > scheme ? url[..(scheme + 3)] + "***@" + url[(at + 1)..] : url;
+        }
+        var parts = url.Split(',');
+        for (var i = 0; i < parts.Length; i++)
+        {
+            var eq = parts[i].IndexOf('=');
+            if (eq > 0 && parts[i][..eq].Trim().Equals("password", StringComparison.OrdinalIgnoreCase))
+                parts[i] = parts[i][..(eq + 1)] + "***";
+        }
+        return string.Join(',', parts);
     }
 
     /// <summary>Checks a key prefix: not empty, no braces (they are the hash tag), no control characters.</summary>
