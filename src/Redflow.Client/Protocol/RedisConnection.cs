@@ -59,13 +59,17 @@ internal static class RedisConnection
     {
         if (scheme is not ("redis" or "rediss"))
             throw new ArgumentException($"The Redis URL '{Redact(url)}' has scheme '{scheme}://'; use redis:// or rediss:// (TLS).", nameof(url));
-        if (!Uri.TryCreate(url, UriKind.Absolute, out var uri) || string.IsNullOrEmpty(uri.Host))
+        // The user information ends at the last '@' (a password may contain '@'); the rest is parsed as a URI.
+        var rest = url[(scheme.Length + 3)..];
+        var at = rest.LastIndexOf('@');
+        var userInfo = at >= 0 ? rest[..at] : "";
+        if (!Uri.TryCreate(scheme + "://" + rest[(at + 1)..], UriKind.Absolute, out var uri) || string.IsNullOrEmpty(uri.Host) || uri.UserInfo.Length > 0)
             throw new ArgumentException($"The Redis URL '{Redact(url)}' is malformed: expected redis://[user:password@]host[:port][/db].", nameof(url));
         var options = new ConfigurationOptions { Ssl = scheme == "rediss" };
         options.EndPoints.Add(uri.Host, uri.IsDefaultPort || uri.Port < 0 ? 6379 : uri.Port);
-        if (!string.IsNullOrEmpty(uri.UserInfo))
+        if (!string.IsNullOrEmpty(userInfo))
         {
-            var parts = uri.UserInfo.Split(':', 2);
+            var parts = userInfo.Split(':', 2);
             if (parts.Length == 2)
             {
                 if (parts[0].Length > 0) options.User = Uri.UnescapeDataString(parts[0]);
