@@ -1,5 +1,4 @@
 using System.Globalization;
-using System.Net;
 using System.Text;
 using System.Text.Json;
 
@@ -8,7 +7,19 @@ namespace Redflow.Dashboard;
 /// <summary>Small HTML building blocks; every value from a run or a user is encoded here.</summary>
 internal static class Html
 {
-    public static string E(string? text) => WebUtility.HtmlEncode(text ?? "");
+    /// <summary>
+    /// HTML-encodes text for element content and quoted attributes: <c>&amp; &lt; &gt; &quot; &#39;</c>. Other characters
+    /// (ü, 中, emoji) stay as they are: the page is UTF-8.
+    /// </summary>
+    public static string E(string? text)
+    {
+        if (string.IsNullOrEmpty(text)) return "";
+        if (text.AsSpan().IndexOfAny("&<>\"'") < 0) return text;
+        var sb = new StringBuilder(text.Length + 16);
+        foreach (var c in text)
+            sb.Append(c switch { '&' => "&amp;", '<' => "&lt;", '>' => "&gt;", '"' => "&quot;", '\'' => "&#39;", _ => null } ?? c.ToString());
+        return sb.ToString();
+    }
 
     /// <summary>A path segment, URL-escaped and HTML-encoded.</summary>
     public static string U(string segment) => E(Uri.EscapeDataString(segment));
