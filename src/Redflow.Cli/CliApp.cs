@@ -18,45 +18,76 @@ internal static class CliApp
 {
     private static readonly JsonSerializerOptions Json = new(RedflowJson.Options) { WriteIndented = false };
 
+    /// <summary>What <c>redflow --help</c> says about exit codes.</summary>
+    internal const string ExitCodesHelp =
+        "Exit codes: 0 done; 1 a run waited on (emit --wait) failed, was canceled or timed out; 2 bad arguments; " +
+        "3 the run or workflow does not exist (or nothing was changed); 4 Redis could not be reached.";
+
     /// <summary>Runs one command, writing to the given streams (so tests run it in-process); returns the exit code.</summary>
-    public static async Task<int> RunAsync(string[] args, TextWriter output, TextWriter error, CancellationToken cancellationToken = default)
+    public static Task<int> RunAsync(string[] args, TextWriter output, TextWriter error, CancellationToken cancellationToken = default) =>
+        RunAsync(args, output, error, Console.In, Environment.GetEnvironmentVariable, cancellationToken);
+
+    /// <summary>
+    /// Runs one command with its standard input (for <c>--input -</c>) and environment (for <c>$REDIS_URL</c>) given,
+    /// so tests run it in-process; returns the exit code.
+    /// </summary>
+    public static async Task<int> RunAsync(string[] args, TextWriter output, TextWriter error, TextReader input, Func<string, string?> environment, CancellationToken cancellationToken = default)
     {
         var url = new Option<string>("--url") { Description = "Redis URL (redis://, rediss:// or a StackExchange.Redis configuration string); default $REDIS_URL or redis://localhost:6379", Recursive = true };
         var prefix = new Option<string>("--prefix") { Description = "Key prefix", DefaultValueFactory = _ => "redflow", Recursive = true };
         var json = new Option<bool>("--json") { Description = "Machine-readable JSON output", Recursive = true };
-        var root = new RootCommand("redflow: inspect and operate Redflow workflow runs") { url, prefix, json };
+        var root = new RootCommand("redflow: inspect and operate Redflow workflow runs. Times are printed in UTC with their zone. " + ExitCodesHelp) { url, prefix, json };
 
-        var io = new Io(output, error);
+        var io = new Io(output, error) { JsonErrors = args.Contains("--json") };
+        // Secrets of every URL the command may use, scrubbed from whatever it writes.
+        io.AddSecrets(environment("REDIS_URL"));
+        for (var i = 0; i < args.Length; i++)
+        {
+            if (args[i] == "--url" && i + 1 < args.Length) io.AddSecrets(args[i + 1]);
+            else if (args[i].StartsWith("--url=", StringComparison.Ordinal)) io.AddSecrets(args[i][6..]);
+        }
         Func<ParseResult, CancellationToken, Task<int>> With(Func<IRedflowClient, ParseResult, CancellationToken, Task<int>> body) =>
             async (parse, ct) =>
             {
-                var target = parse.GetValue(url) ?? Environment.GetEnvironmentVariable("REDIS_URL") ?? "redis://localhost:6379";
+                var target = parse.GetValue(url) ?? environment("REDIS_URL") ?? "redis://localhost:6379";
                 IRedflowClient client;
                 try { client = RedflowClient.Create(new RedflowClientOptions { Url = target, Prefix = parse.GetValue(prefix)! }); }
-                catch (ArgumentException ex) { return io.Fail(ExitCodes.Usage, ex.Message); }
+                catch (ArgumentException ex) { return io.Fail(ExitCodes.Usage, Message(ex)); }
                 await using (client)
                 {
                     try { return await body(client, parse, ct); }
-                    catch (Exception ex) when (ex is RedisConnectionException or RedisTimeoutException)
+                    catch (Exception ex) when (ex is RedisConnectionException or RedisTimeoutException or RedflowException { InnerException: RedisException }
+                                               || (ex is RedisServerException && (ex.Message.Contains("NOAUTH", StringComparison.Ordinal) || ex.Message.Contains("WRONGPASS", StringComparison.Ordinal))))
                     {
-                        return io.Fail(ExitCodes.RedisUnavailable, $"Cannot reach Redis at {target}: {ex.Message}");
+                        return io.Fail(ExitCodes.RedisUnavailable, $"Cannot reach Redis at {Secrets.Redact(target)}: {Secrets.Short(ex)}.");
                     }
                     catch (UnknownWorkflowException ex) { return io.Fail(ExitCodes.NotFound, ex.Message); }
-                    catch (ArgumentException ex) { return io.Fail(ExitCodes.Usage, ex.Message); }
+                    catch (ArgumentException ex) { return io.Fail(ExitCodes.Usage, Message(ex)); }
                 }
             };
 
         // runs list
         var workflowOpt = new Option<string?>("--workflow") { Description = "Only runs of this workflow" };
         var statusOpt = new Option<RunStatus?>("--status") { Description = "Only runs in this status" };
-        var limitOpt = new Option<int>("--limit") { Description = "At most this many runs", DefaultValueFactory = _ => 20 };
-        var list = new Command("list", "List runs, newest first") { workflowOpt, statusOpt, limitOpt };
+        var limitOpt = new Option<int>("--limit") { Description = "At most this many runs (1 to 1000)", DefaultValueFactory = _ => 20 };
+        var offsetOpt = new Option<int>("--offset") { Description = "Skip this many runs (paging)" };
+        var beforeOpt = new Option<string?>("--before") { Description = "Only runs created before this time (ISO 8601; UTC when no zone is given)" };
+        var afterOpt = new Option<string?>("--after") { Description = "Only runs created at or after this time" };
+        var parentOpt = new Option<string?>("--parent") { Description = "Only children of this run" };
+        var queueOpt = new Option<string?>("--queue") { Description = "Only runs on this queue" };
+        var list = new Command("list", "List runs, newest first") { workflowOpt, statusOpt, limitOpt, offsetOpt, beforeOpt, afterOpt, parentOpt, queueOpt };
         list.SetAction(With(async (client, p, ct) =>
         {
-            var runs = await client.ListRunsAsync(new ListRunsParams { Workflow = p.GetValue(workflowOpt), Status = p.GetValue(statusOpt), Limit = p.GetValue(limitOpt) }, ct);
+            if (!TryTime(p.GetValue(beforeOpt), "--before", out var before, out var bad) || !TryTime(p.GetValue(afterOpt), "--after", out var after, out bad))
+                return io.Fail(ExitCodes.Usage, bad!);
+            var runs = await client.ListRunsAsync(new ListRunsParams
+            {
+                Workflow = p.GetValue(workflowOpt), Status = p.GetValue(statusOpt), Limit = p.GetValue(limitOpt), Offset = p.GetValue(offsetOpt),
+                Before = before, After = after, ParentRunId = p.GetValue(parentOpt), Queue = p.GetValue(queueOpt),
+            }, ct);
             if (p.GetValue(json)) return io.Json(runs);
-            io.Table(["ID", "WORKFLOW", "STATUS", "ATTEMPT", "CREATED", "FINISHED"],
-                runs.Select(r => new[] { r.Id, r.Workflow, r.Status.ToString(), $"{r.Attempt}/{r.MaxAttempts}", Time(r.CreatedAt), Time(r.FinishedAt) }));
+            io.Table(["ID", "WORKFLOW", "QUEUE", "STATUS", "ATTEMPT", "PARENT", "CREATED", "FINISHED"],
+                runs.Select(r => new[] { r.Id, r.Workflow, r.Queue, r.Status.ToString(), $"{r.Attempt}/{r.MaxAttempts}", r.ParentRunId ?? "-", Time(r.CreatedAt), Time(r.FinishedAt) }));
             return ExitCodes.Ok;
         }));
 
@@ -70,22 +101,28 @@ internal static class CliApp
             if (run is null) return io.Fail(ExitCodes.NotFound, $"Run {id} does not exist (or its retention has passed).");
             var steps = await client.GetRunStepsAsync(id, ct);
             if (p.GetValue(json)) return io.Json(new { run, steps });
+            var lease = run.Status == RunStatus.Running ? await client.GetRunLeaseAsync(id, ct) : null;
             io.Line($"run       {run.Id}");
             io.Line($"workflow  {run.Workflow} (queue {run.Queue})");
             io.Line($"status    {run.Status}, attempt {run.Attempt}/{run.MaxAttempts}, resumes {run.Resumes}");
             io.Line($"created   {Time(run.CreatedAt)}   started {Time(run.StartedAt)}   finished {Time(run.FinishedAt)}");
+            if (lease is not null) io.Line($"worker    {lease.App ?? "?"} (node {lease.Node}), lease until {Time(lease.Deadline)}");
             if (run.ParentRunId is not null) io.Line($"parent    {run.ParentRunId}");
             if (run.RerunOf is not null) io.Line($"rerun of  {run.RerunOf}");
             if (run.CancelReason is not null) io.Line($"canceled  {run.CancelReason}");
-            io.Line($"input     {run.Input.GetRawText()}");
-            if (run.Output is { } o) io.Line($"output    {o.GetRawText()}");
-            if (run.Error is { } e) io.Line($"error     {e.Type}: {e.Message}");
+            io.Line($"input     {Indent(RedflowJson.Format(run.Input))}");
+            if (run.Output is { } o) io.Line($"output    {Indent(RedflowJson.Format(o))}");
+            if (run.Error is { } e)
+            {
+                io.Line($"error     {e.Type}: {e.Message}");
+                if (e.StackTrace is { Length: > 0 } st) io.Line($"          {Indent(st.Trim())}");
+            }
             io.Line("");
             io.Table(["STEP", "STATUS", "ATTEMPT", "DURATION", "RESULT"], steps.Select(s => new[]
             {
                 s.Name, s.Status.ToString(), s.Attempt.ToString(CultureInfo.InvariantCulture),
                 s.StartedAt is { } a && s.FinishedAt is { } b ? $"{(b - a).TotalMilliseconds:F0} ms" : "",
-                s.Error is { } err ? $"{err.Type}: {err.Message}" : Truncate(s.Output?.GetRawText() ?? "", 60),
+                s.Error is { } err ? $"{err.Type}: {err.Message}" : Truncate(s.Output is { } so ? RedflowJson.Format(so, indented: false) : "", 60),
             }));
             return ExitCodes.Ok;
         }));
@@ -97,9 +134,16 @@ internal static class CliApp
         {
             var id = p.GetValue(runId)!;
             var recorded = await client.CancelRunAsync(id, p.GetValue(reasonOpt), ct);
-            if (p.GetValue(json)) io.Json(new { run_id = id, canceled = recorded });
-            else io.Line(recorded ? $"Cancel of {id} recorded." : $"Run {id} is unknown or already finished; nothing to cancel.");
-            return recorded ? ExitCodes.Ok : ExitCodes.NotFound;
+            if (recorded)
+            {
+                if (p.GetValue(json)) return io.Json(new { run_id = id, canceled = true });
+                io.Line($"Cancel of {id} recorded.");
+                return ExitCodes.Ok;
+            }
+            var run = await client.GetRunAsync(id, ct);
+            return io.Fail(ExitCodes.NotFound, run is null
+                ? $"Run {id} does not exist (or its retention has passed); nothing was changed."
+                : $"Run {id} is {run.Status} already; nothing was changed.");
         }));
 
         // runs rerun
@@ -149,28 +193,50 @@ internal static class CliApp
 
         // emit
         var workflowArg = new Argument<string>("workflow") { Description = "The workflow name" };
-        var inputOpt = new Option<string?>("--input") { Description = "The input, as JSON" };
+        var inputOpt = new Option<string?>("--input") { Description = "The input, as JSON; - reads it from standard input" };
+        var inputFileOpt = new Option<string?>("--input-file") { Description = "Read the input JSON from this file (- for standard input)" };
+        var delayOpt = new Option<string?>("--delay") { Description = "Start after this delay on the Redis clock: 30s, 5m, 2h, 1d or hh:mm:ss" };
+        var emitQueueOpt = new Option<string?>("--queue") { Description = "Run on this queue instead of the workflow's own" };
         var keyOpt = new Option<string?>("--idempotency-key") { Description = "Emit at most one run per key" };
-        var runAtOpt = new Option<string?>("--run-at") { Description = "Start no earlier than this time (ISO 8601)" };
+        var runAtOpt = new Option<string?>("--run-at") { Description = "Start no earlier than this time (ISO 8601; UTC when no zone is given)" };
         var waitOpt = new Option<bool>("--wait") { Description = "Wait for the result (exit 1 if the run does not succeed)" };
-        var timeoutOpt = new Option<int>("--timeout") { Description = "Seconds to wait with --wait", DefaultValueFactory = _ => 60 };
-        var emit = new Command("emit", "Emit a run") { workflowArg, inputOpt, keyOpt, runAtOpt, waitOpt, timeoutOpt };
+        var timeoutOpt = new Option<int>("--timeout") { Description = "Seconds to wait with --wait (positive)", DefaultValueFactory = _ => 60 };
+        var emit = new Command("emit", "Emit a run") { workflowArg, inputOpt, inputFileOpt, keyOpt, runAtOpt, delayOpt, emitQueueOpt, waitOpt, timeoutOpt };
         emit.SetAction(With(async (client, p, ct) =>
         {
-            JsonElement? input = null;
-            if (p.GetValue(inputOpt) is { } text)
+            // Every argument is checked before anything is written.
+            if (p.GetValue(waitOpt) && p.GetValue(timeoutOpt) <= 0)
+                return io.Fail(ExitCodes.Usage, $"--timeout {p.GetValue(timeoutOpt)} must be a positive number of seconds.");
+            if (p.GetValue(inputOpt) is not null && p.GetValue(inputFileOpt) is not null)
+                return io.Fail(ExitCodes.Usage, "Give --input or --input-file, not both.");
+            string? text = p.GetValue(inputOpt), source = "--input";
+            if (text == "-" || p.GetValue(inputFileOpt) == "-")
             {
-                try { input = JsonDocument.Parse(text).RootElement.Clone(); }
-                catch (JsonException ex) { return io.Fail(ExitCodes.Usage, $"--input is not valid JSON: {ex.Message}"); }
+                text = await input.ReadToEndAsync(ct);
+                source = "standard input";
             }
-            DateTimeOffset? runAt = null;
-            if (p.GetValue(runAtOpt) is { } at)
+            else if (p.GetValue(inputFileOpt) is { } file)
             {
-                if (!DateTimeOffset.TryParse(at, CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal, out var parsed))
-                    return io.Fail(ExitCodes.Usage, $"--run-at '{at}' is not a time (use ISO 8601, e.g. 2026-01-31T09:00:00Z).");
-                runAt = parsed;
+                try { text = await File.ReadAllTextAsync(file, ct); }
+                catch (Exception ex) when (ex is IOException or UnauthorizedAccessException) { return io.Fail(ExitCodes.Usage, $"--input-file '{file}' cannot be read: {ex.Message}"); }
+                source = $"--input-file '{file}'";
             }
-            var handle = await client.EmitWorkflowAsync(p.GetValue(workflowArg)!, input, new EmitOptions { IdempotencyKey = p.GetValue(keyOpt), RunAt = runAt }, ct);
+            JsonElement? inputJson = null;
+            if (text is not null)
+            {
+                try { inputJson = JsonDocument.Parse(text).RootElement.Clone(); }
+                catch (JsonException ex) { return io.Fail(ExitCodes.Usage, $"{source} is not valid JSON: {ex.Message}"); }
+            }
+            if (!TryTime(p.GetValue(runAtOpt), "--run-at", out var runAt, out var bad)) return io.Fail(ExitCodes.Usage, bad!);
+            TimeSpan? delay = null;
+            if (p.GetValue(delayOpt) is { } d)
+            {
+                if (ParseDelay(d) is not { } parsed) return io.Fail(ExitCodes.Usage, $"--delay '{d}' is not a duration: use 30s, 5m, 2h, 1d or hh:mm:ss.");
+                delay = parsed;
+            }
+            if (runAt is not null && delay is not null) return io.Fail(ExitCodes.Usage, "Give --run-at or --delay, not both.");
+            var handle = await client.EmitWorkflowAsync(p.GetValue(workflowArg)!, inputJson,
+                new EmitOptions { IdempotencyKey = p.GetValue(keyOpt), RunAt = runAt, Delay = delay, Queue = p.GetValue(emitQueueOpt) }, ct);
             if (!p.GetValue(waitOpt))
             {
                 if (p.GetValue(json)) return io.Json(new { run_id = handle.RunId });
@@ -183,15 +249,13 @@ internal static class CliApp
                 var result = await handle.ResultAsync(TimeSpan.FromSeconds(p.GetValue(timeoutOpt)), ct);
                 spinner?.Dispose();
                 if (p.GetValue(json)) return io.Json(new { run_id = handle.RunId, status = RunStatus.Succeeded, output = result });
-                io.Line($"{handle.RunId} succeeded: {result.GetRawText()}");
+                io.Line($"{handle.RunId} succeeded: {RedflowJson.Format(result)}");
                 return ExitCodes.Ok;
             }
             catch (Exception ex) when (ex is RunFailedException or CanceledException or RedflowTimeoutException)
             {
                 spinner?.Dispose();
-                if (p.GetValue(json)) io.Json(new { run_id = handle.RunId, error = ex.Message });
-                else io.Error(ex.Message);
-                return ExitCodes.RunNotSucceeded;
+                return io.Fail(ExitCodes.RunNotSucceeded, ex.Message, handle.RunId);
             }
         }));
 
@@ -205,11 +269,11 @@ internal static class CliApp
         root.Subcommands.Add(emit);
         root.Subcommands.Add(dev);
 
+        if (args.Length == 0) args = ["--help"]; // bare redflow prints its usage
         var parse = root.Parse(args);
         if (parse.Errors.Count > 0)
         {
-            foreach (var e in parse.Errors) io.Error(e.Message);
-            return ExitCodes.Usage;
+            return io.Fail(ExitCodes.Usage, string.Join(" ", parse.Errors.Select(e => e.Message)) + " (see redflow --help)");
         }
         return await parse.InvokeAsync(new InvocationConfiguration { Output = output, Error = error }, cancellationToken);
     }
@@ -254,7 +318,41 @@ internal static class CliApp
         return ExitCodes.Ok;
     }
 
-    private static string Time(DateTimeOffset? t) => t?.ToUniversalTime().ToString("yyyy-MM-dd HH:mm:ss", CultureInfo.InvariantCulture) ?? "-";
+    private static string Time(DateTimeOffset? t) => t is { } v ? v.ToUniversalTime().ToString("yyyy-MM-dd HH:mm:ss", CultureInfo.InvariantCulture) + " UTC" : "-";
+
+    /// <summary>An argument error's message without the "(Parameter 'x')" suffix.</summary>
+    private static string Message(ArgumentException ex) =>
+        ex.ParamName is { } name ? ex.Message.Replace($" (Parameter '{name}')", "", StringComparison.Ordinal) : ex.Message;
+
+    private static string Indent(string text) => text.Replace("\n", "\n          ", StringComparison.Ordinal);
+
+    /// <summary>Parses a time option (ISO 8601; UTC when it has no zone), or says what is wrong.</summary>
+    private static bool TryTime(string? text, string option, out DateTimeOffset? value, out string? problem)
+    {
+        value = null;
+        problem = null;
+        if (text is null) return true;
+        if (DateTimeOffset.TryParse(text, CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal, out var t))
+        {
+            value = t;
+            return true;
+        }
+        problem = $"{option} '{text}' is not a time (use ISO 8601, e.g. 2026-01-31T09:00:00Z).";
+        return false;
+    }
+
+    /// <summary>30s, 5m, 2h, 1d, 250ms or a TimeSpan (hh:mm:ss); null when it is none of them or negative.</summary>
+    internal static TimeSpan? ParseDelay(string text)
+    {
+        text = text.Trim();
+        (string Suffix, double Ms)[] units = [("ms", 1), ("s", 1000), ("m", 60_000), ("h", 3_600_000), ("d", 86_400_000)];
+        foreach (var (suffix, ms) in units)
+            if (text.EndsWith(suffix, StringComparison.OrdinalIgnoreCase)
+                && double.TryParse(text[..^suffix.Length], NumberStyles.AllowDecimalPoint, CultureInfo.InvariantCulture, out var n)
+                && (suffix != "m" || !text.EndsWith("ms", StringComparison.OrdinalIgnoreCase)))
+                return TimeSpan.FromMilliseconds(n * ms);
+        return TimeSpan.TryParse(text, CultureInfo.InvariantCulture, out var span) && span >= TimeSpan.Zero ? span : null;
+    }
 
     private static string N(long n) => n.ToString(CultureInfo.InvariantCulture);
 
@@ -265,21 +363,39 @@ internal static class CliApp
     /// <summary>Where a command writes: plain lines, tables, JSON and errors.</summary>
     private sealed class Io(TextWriter output, TextWriter error)
     {
+        private readonly List<string> _secrets = [];
+
         public TextWriter Err => error;
 
-        public void Line(string text) => output.WriteLine(text);
+        /// <summary>With <c>--json</c>: errors are written as one JSON object, <c>{"error": {"code", "message"}}</c>.</summary>
+        public bool JsonErrors { get; init; }
 
-        public void Error(string text) => error.WriteLine($"redflow: {text}");
+        /// <summary>Remembers the secrets of a URL so that nothing written shows them.</summary>
+        public void AddSecrets(string? url) => _secrets.AddRange(Secrets.Of(url));
 
-        public int Fail(int code, string message)
+        private string Scrub(string text) => Secrets.Scrub(text, _secrets);
+
+        public void Line(string text) => output.WriteLine(Scrub(text));
+
+        public void Error(string text) => error.WriteLine(Scrub($"redflow: {text}"));
+
+        public int Fail(int code, string message, string? runId = null)
         {
-            Error(message);
+            if (JsonErrors)
+            {
+                var body = new Dictionary<string, object?> { ["code"] = code, ["message"] = message };
+                if (runId is not null) body["run_id"] = runId;
+                error.WriteLine(Scrub(JsonSerializer.Serialize(new { error = body }, CliApp.Json)));
+            }
+            else
+                Error(runId is null || message.Contains(runId, StringComparison.Ordinal) ? message : $"{runId}: {message}");
             return code;
         }
 
         public int Json<T>(T value)
         {
-            output.WriteLine(JsonSerializer.Serialize(value, CliApp.Json));
+            // Through a JsonElement so that text is written as it is (no \uXXXX escapes but JSON's own).
+            output.WriteLine(Scrub(RedflowJson.Format(JsonSerializer.SerializeToElement(value, CliApp.Json), indented: false)));
             return ExitCodes.Ok;
         }
 

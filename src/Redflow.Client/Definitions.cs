@@ -37,7 +37,7 @@ public abstract class WorkflowDefinition
     {
         try
         {
-            return output is null ? RedflowJson.Null : JsonSerializer.Serialize(output, declared == typeof(object) ? output.GetType() : declared, RedflowJson.Options);
+            return output is null ? RedflowJson.Null : RedflowJson.Serialize(output, declared == typeof(object) ? output.GetType() : declared);
         }
         catch (Exception ex) when (ex is JsonException or NotSupportedException or InvalidOperationException or ArgumentException)
         {

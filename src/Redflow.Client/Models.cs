@@ -170,6 +170,14 @@ public sealed record ListRunsParams
     public DateTimeOffset? Before { get; init; }
     /// <summary>Only runs created at or after this instant.</summary>
     public DateTimeOffset? After { get; init; }
+    /// <summary>
+    /// Only runs on this queue. Runs are indexed by workflow, not queue, so this filter is applied to a window of the
+    /// newest <see cref="FilterWindow"/> runs that match the other filters.
+    /// </summary>
+    public string? Queue { get; init; }
+
+    /// <summary>How many runs the filters applied in memory (a queue, or a workflow or status with a parent) look at.</summary>
+    public const int FilterWindow = 2000;
 }
 
 /// <summary>A cron trigger and its next fire time.</summary>

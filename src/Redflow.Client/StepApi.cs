@@ -165,7 +165,7 @@ internal abstract class StepApi : IStepApi
     {
         try
         {
-            return JsonSerializer.Serialize(value, RedflowJson.Options);
+            return RedflowJson.Serialize(value);
         }
         catch (Exception ex) when (ex is JsonException or NotSupportedException or InvalidOperationException or ArgumentException)
         {

@@ -44,10 +44,31 @@ public abstract partial class DashboardTest : IAsyncLifetime
         builder.Services.AddRedflowDashboard();
         builder.WebHost.UseUrls("http://127.0.0.1:0");
         _app = builder.Build();
-        _app.MapRedflowDashboard("/redflow");
+        _app.MapRedflowDashboard("/redflow", DashboardOptions);
         await _app.StartAsync();
         BaseUrl = _app.Urls.First() + "/redflow";
     }
+
+    /// <summary>The options the test's dashboard is mapped with.</summary>
+    protected virtual RedflowDashboardOptions DashboardOptions => new();
+
+    /// <summary>Hosts another dashboard (disposed by the caller) with other options, on its own port.</summary>
+    protected static async Task<(WebApplication App, string Url)> StartDashboardAsync(RedflowDashboardOptions options, IRedflowClient? client = null)
+    {
+        var builder = WebApplication.CreateSlimBuilder();
+        builder.Logging.ClearProviders();
+        if (client is not null) builder.Services.AddSingleton(client);
+        builder.Services.AddRedflowDashboard();
+        builder.WebHost.UseUrls("http://127.0.0.1:0");
+        var app = builder.Build();
+        app.MapRedflowDashboard("/redflow", options);
+        await app.StartAsync();
+        return (app, app.Urls.First() + "/redflow");
+    }
+
+    /// <summary>POSTs a form with the given fields (the antiforgery one among them).</summary>
+    protected async Task<HttpResponseMessage> PostFormAsync(string url, IEnumerable<KeyValuePair<string, string>> fields) =>
+        await Http.PostAsync(url, new FormUrlEncodedContent(fields));
 
     public async Task DisposeAsync()
     {
@@ -113,6 +134,13 @@ public abstract partial class DashboardTest : IAsyncLifetime
             if (DateTime.UtcNow > until) throw new Xunit.Sdk.XunitException($"Timed out waiting until {because}.");
             await Task.Delay(20);
         }
+    }
+
+    /// <summary>The formatted JSON of a page's JSON block (<c>input</c>, <c>output</c>) as the dashboard shows it.</summary>
+    protected static string? JsonBlock(string html, string id)
+    {
+        var m = Regex.Match(html, $"id=\"{id}\" data-json=\"([^\"]*)\"");
+        return m.Success ? WebUtility.HtmlDecode(m.Groups[1].Value) : null;
     }
 
     [GeneratedRegex("<a class=\"run\" href=\"[^\"]*\">([^<]*)</a>")]

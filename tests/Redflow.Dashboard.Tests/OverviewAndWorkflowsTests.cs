@@ -31,10 +31,11 @@ public sealed class OverviewAndWorkflowsTests : DashboardTest
         // Throughput: an inline SVG with one bar group per minute; the finished runs are all in the last minutes.
         Assert.Contains("<svg id=\"throughput\"", html);
         var bars = Regex.Matches(html, "data-succeeded=\"(\\d+)\" data-failed=\"(\\d+)\"");
-        Assert.Equal(10, bars.Count);
+        Assert.Equal(30, bars.Count);
         Assert.Equal(2, bars.Sum(m => int.Parse(m.Groups[1].Value)));
         Assert.Equal(1, bars.Sum(m => int.Parse(m.Groups[2].Value)));
-        Assert.DoesNotContain("<script", html); // no JS framework, no script at all
+        Assert.DoesNotContain("<script src", html); // no external assets: the one script is the inline live refresh
+        Assert.DoesNotContain("<link", html);
     }
 
     [Fact]
@@ -46,11 +47,11 @@ public sealed class OverviewAndWorkflowsTests : DashboardTest
 
         var html = await GetPageAsync("/workflows");
         var nextNewYear = new DateTimeOffset(DateTimeOffset.UtcNow.Year + 1, 1, 1, 0, 0, 0, TimeSpan.Zero);
-        Assert.Contains("<td>checkout</td><td>default</td><td>5</td><td>2</td>", html);
-        Assert.Contains($"<code>0 0 1 1 *</code> UTC → {nextNewYear:yyyy-MM-dd HH:mm:ss}", html);
-        Assert.Contains("<td>audit</td><td>audit-q</td><td>3</td><td>1</td>", html);
+        Assert.Contains("<td><a href=\"/redflow/workflows/checkout\">checkout</a></td><td>default</td><td>5</td><td>2</td>", html);
+        Assert.Contains($"<code>0 0 1 1 *</code> UTC → <span class=\"next\">{nextNewYear:yyyy-MM-dd HH:mm:ss} UTC</span>", html);
+        Assert.Contains("<td><a href=\"/redflow/workflows/audit\">audit</a></td><td>audit-q</td><td>3</td><td>1</td>", html);
         Assert.Contains("workflows-app (", html);
-        Assert.Contains("<span class=\"st succeeded\">Succeeded</span> 1", html);
+        Assert.Contains("<span class=\"st succeeded\">Succeeded</span> 1</a>", html);
     }
 
     [Fact]

@@ -42,7 +42,7 @@ public sealed class RunsPageTests : DashboardTest
         Assert.Equal(checkoutNewest.Skip(6), RunIds(page3));
         Assert.DoesNotContain("id=\"older\"", page3);
         // The pager links carry the filters along (HTML-encoded query string).
-        Assert.Contains("workflow=checkout&amp;status=&amp;after=&amp;before=&amp;limit=3&amp;offset=6", page2);
+        Assert.Contains("workflow=checkout&amp;status=&amp;queue=&amp;window=&amp;after=&amp;before=&amp;limit=3&amp;offset=6", page2);
 
         // By status, and by workflow and status together.
         Assert.Equal(Enumerable.Reverse(audits), RunIds(await GetPageAsync("/runs?status=Succeeded")));

@@ -20,7 +20,7 @@ internal static class RedisConnection
             try { options = ConfigurationOptions.Parse(url); }
             catch (Exception ex) when (ex is ArgumentException or FormatException)
             {
-                throw new ArgumentException($"'{url}' is neither a redis:// URL nor a valid StackExchange.Redis configuration string: {ex.Message}", nameof(url), ex);
+                throw new ArgumentException($"'{Redact(url)}' is neither a redis:// URL nor a valid StackExchange.Redis configuration string: {ex.Message}", nameof(url), ex);
             }
         }
         else
@@ -59,13 +59,17 @@ internal static class RedisConnection
     {
         if (scheme is not ("redis" or "rediss"))
             throw new ArgumentException($"The Redis URL '{Redact(url)}' has scheme '{scheme}://'; use redis:// or rediss:// (TLS).", nameof(url));
-        if (!Uri.TryCreate(url, UriKind.Absolute, out var uri) || string.IsNullOrEmpty(uri.Host))
+        // The user information ends at the last '@' (a password may contain '@'); the rest is parsed as a URI.
+        var rest = url[(scheme.Length + 3)..];
+        var at = rest.LastIndexOf('@');
+        var userInfo = at >= 0 ? rest[..at] : "";
+        if (!Uri.TryCreate(scheme + "://" + rest[(at + 1)..], UriKind.Absolute, out var uri) || string.IsNullOrEmpty(uri.Host) || uri.UserInfo.Length > 0)
             throw new ArgumentException($"The Redis URL '{Redact(url)}' is malformed: expected redis://[user:password@]host[:port][/db].", nameof(url));
         var options = new ConfigurationOptions { Ssl = scheme == "rediss" };
         options.EndPoints.Add(uri.Host, uri.IsDefaultPort || uri.Port < 0 ? 6379 : uri.Port);
-        if (!string.IsNullOrEmpty(uri.UserInfo))
+        if (!string.IsNullOrEmpty(userInfo))
         {
-            var parts = uri.UserInfo.Split(':', 2);
+            var parts = userInfo.Split(':', 2);
             if (parts.Length == 2)
             {
                 if (parts[0].Length > 0) options.User = Uri.UnescapeDataString(parts[0]);
@@ -88,11 +92,26 @@ internal static class RedisConnection
         return options;
     }
 
-    private static string Redact(string url)
+    /// <summary>
+    /// The URL or configuration string with its secrets replaced by <c>***</c>: a URL's user information up to the
+    /// last <c>@</c> (a password may contain <c>@</c>), and the value of every <c>password=</c> of a configuration string.
+    /// </summary>
+    internal static string Redact(string url)
     {
-        var at = url.IndexOf('@');
         var scheme = url.IndexOf("://", StringComparison.Ordinal);
-        return at > 0 && scheme > 0 && at > scheme ? url[..(scheme + 3)] + "***@" + url[(at + 1)..] : url;
+        if (scheme >= 0)
+        {
+            var at = url.LastIndexOf('@');
+            return at > scheme ? url[..(scheme + 3)] + "***@" + url[(at + 1)..] : url;
+        }
+        var parts = url.Split(',');
+        for (var i = 0; i < parts.Length; i++)
+        {
+            var eq = parts[i].IndexOf('=');
+            if (eq > 0 && parts[i][..eq].Trim().Equals("password", StringComparison.OrdinalIgnoreCase))
+                parts[i] = parts[i][..(eq + 1)] + "***";
+        }
+        return string.Join(',', parts);
     }
 
     /// <summary>Checks a key prefix: not empty, no braces (they are the hash tag), no control characters.</summary>

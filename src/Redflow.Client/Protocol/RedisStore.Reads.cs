@@ -19,6 +19,7 @@ internal sealed partial class RedisStore
         if (p.Offset < 0) throw new ArgumentOutOfRangeException(nameof(p), p.Offset, "ListRunsParams.Offset must not be negative.");
         double max = p.Before is { } before ? before.ToUnixTimeMilliseconds() - 1 : double.PositiveInfinity;
         double min = p.After is { } after ? after.ToUnixTimeMilliseconds() : double.NegativeInfinity;
+        if (p.Queue is not null) Names.Check(p.Queue, "queue", allowColon: false);
         if (p is { Status: RunStatus.Running, ParentRunId: null })
             return await ListRunningAsync(p, min, max).ConfigureAwait(false);
         // The indexes are per workflow (one ZADD per transition, not two): without a workflow filter, the
@@ -31,24 +32,27 @@ internal sealed partial class RedisStore
             (null, { } s, _) => [.. (await WorkflowNamesAsync().ConfigureAwait(false)).Select(wf => Keys.WorkflowStatus(wf, s))],
             _ => [.. (await WorkflowNamesAsync().ConfigureAwait(false)).Select(Keys.WorkflowRuns)],
         };
-        // With a parent filter the other filters apply in memory, over a bounded window of the children.
-        var filterInMemory = p.ParentRunId is not null && (p.Workflow is not null || p.Status is not null);
+        // With a parent filter the other filters apply in memory, over a bounded window of the children; a queue
+        // filter always does (runs are not indexed by queue).
+        var filterInMemory = (p.ParentRunId is not null && (p.Workflow is not null || p.Status is not null)) || p.Queue is not null;
+        var window = ListRunsParams.FilterWindow;
         RedisValue[] ids;
         if (indexes.Length == 1)
             ids = await Db.SortedSetRangeByScoreAsync(indexes[0], min, max, Exclude.None, Order.Descending,
-                filterInMemory ? 0 : p.Offset, filterInMemory ? 1000 : p.Limit).ConfigureAwait(false);
+                filterInMemory ? 0 : p.Offset, filterInMemory ? window : p.Limit).ConfigureAwait(false);
         else
         {
             var pages = await Task.WhenAll(indexes.Select(index => Db.SortedSetRangeByScoreWithScoresAsync(index, min, max,
-                Exclude.None, Order.Descending, 0, p.Offset + p.Limit))).ConfigureAwait(false);
-            ids = [.. pages.SelectMany(page => page)
-                .OrderByDescending(e => e.Score).ThenByDescending(e => (string)e.Element!, StringComparer.Ordinal)
-                .Skip(p.Offset).Take(p.Limit).Select(e => e.Element)];
+                Exclude.None, Order.Descending, 0, filterInMemory ? window : p.Offset + p.Limit))).ConfigureAwait(false);
+            var merged = pages.SelectMany(page => page)
+                .OrderByDescending(e => e.Score).ThenByDescending(e => (string)e.Element!, StringComparer.Ordinal);
+            ids = filterInMemory ? [.. merged.Take(window).Select(e => e.Element)] : [.. merged.Skip(p.Offset).Take(p.Limit).Select(e => e.Element)];
         }
         var runs = await Task.WhenAll(ids.Select(id => GetRunAsync(id!))).ConfigureAwait(false);
         IEnumerable<RunRecord> found = runs.OfType<RunRecord>();
         if (filterInMemory)
-            found = found.Where(r => (p.Workflow is null || r.Workflow == p.Workflow) && (p.Status is null || r.Status == p.Status))
+            found = found.Where(r => (p.Workflow is null || r.Workflow == p.Workflow) && (p.Status is null || r.Status == p.Status)
+                                     && (p.Queue is null || r.Queue == p.Queue))
                 .Skip(p.Offset).Take(p.Limit);
         return found.ToList();
     }
@@ -64,10 +68,14 @@ internal sealed partial class RedisStore
         var created = await Task.WhenAll(ids.Select(id => Db.HashGetAsync(Keys.Run(id!), "created_at"))).ConfigureAwait(false);
         var page = ids.Zip(created, (id, c) => (Id: (string)id!, Created: c.IsNull ? double.NaN : (double)c))
             .Where(e => e.Created >= min && e.Created <= max)
-            .OrderByDescending(e => e.Created).ThenByDescending(e => e.Id, StringComparer.Ordinal)
-            .Skip(p.Offset).Take(p.Limit);
-        var runs = await Task.WhenAll(page.Select(e => GetRunAsync(e.Id))).ConfigureAwait(false);
-        return [.. runs.OfType<RunRecord>()];
+            .OrderByDescending(e => e.Created).ThenByDescending(e => e.Id, StringComparer.Ordinal);
+        if (p.Queue is null)
+        {
+            var runs = await Task.WhenAll(page.Skip(p.Offset).Take(p.Limit).Select(e => GetRunAsync(e.Id))).ConfigureAwait(false);
+            return [.. runs.OfType<RunRecord>()];
+        }
+        var all = await Task.WhenAll(page.Select(e => GetRunAsync(e.Id))).ConfigureAwait(false);
+        return [.. all.OfType<RunRecord>().Where(r => r.Queue == p.Queue).Skip(p.Offset).Take(p.Limit)];
     }
 
     /// <summary>How many runs of a workflow are in a status (running runs: its running set).</summary>

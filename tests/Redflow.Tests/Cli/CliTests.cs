@@ -91,4 +91,129 @@ public sealed class CliTests : WorkerTest
         Assert.Equal(ExitCodes.RedisUnavailable, await CliApp.RunAsync(["stats", "--url", $"127.0.0.1:{port},connectTimeout=500,syncTimeout=1000,asyncTimeout=1000"], new StringWriter(), down));
         Assert.Contains("Cannot reach Redis", down.ToString());
     }
+
+    private static async Task<(int Code, string Out, string Err)> Bare(string[] args, string? stdin = null, string? redisUrl = null)
+    {
+        var output = new StringWriter();
+        var error = new StringWriter();
+        var code = await CliApp.RunAsync(args, output, error, new StringReader(stdin ?? ""), name => name == "REDIS_URL" ? redisUrl : null);
+        return (code, output.ToString(), error.ToString());
+    }
+
+    [Fact]
+    public async Task A_redis_password_never_appears_in_any_output()
+    {
+        var port = Fixtures.RedisServer.FreePort(); // nothing listens there
+        string[] secrets = ["se@cr%40et", "se@cr@et", "cr%40et", "cr@et", "hunter2"];
+        void NoSecret((int Code, string Out, string Err) r, string what)
+        {
+            foreach (var secret in secrets)
+            {
+                Assert.DoesNotContain(secret, r.Out);
+                Assert.DoesNotContain(secret, r.Err);
+            }
+            Assert.True(r.Code != ExitCodes.Ok, $"{what}: exit {r.Code}");
+        }
+        // A password with '@' in it (raw and escaped), from --url and from $REDIS_URL, with and without --json.
+        var url = $"redis://user:se@cr%40et@127.0.0.1:{port}";
+        var fromOption = await Bare(["stats", "--url", url]);
+        NoSecret(fromOption, "--url");
+        Assert.Equal(ExitCodes.RedisUnavailable, fromOption.Code);
+        Assert.Contains($"Cannot reach Redis at redis://user:***@127.0.0.1:{port}", fromOption.Err);
+        Assert.Contains("connection refused", fromOption.Err);
+        Assert.True(fromOption.Err.Length < 200, fromOption.Err); // short: no exception dump
+        var fromEnv = await Bare(["runs", "list", "--json"], redisUrl: url);
+        NoSecret(fromEnv, "$REDIS_URL");
+        Assert.Equal(ExitCodes.RedisUnavailable, JsonDocument.Parse(fromEnv.Err).RootElement.GetProperty("error").GetProperty("code").GetInt32());
+        // A configuration string's password=, unreachable and malformed.
+        NoSecret(await Bare(["stats", "--url", $"127.0.0.1:{port},password=hunter2,connectTimeout=500"]), "configuration string");
+        NoSecret(await Bare(["stats", "--url", "127.0.0.1,password=hunter2,connectTimeout=notanumber"]), "malformed configuration string");
+        NoSecret(await Bare(["stats", "--url", "redis://u:se@cr@et@127.0.0.1/notadb"]), "malformed URL");
+        NoSecret(await Bare(["stats", "--url", "http://u:hunter2@127.0.0.1"]), "wrong scheme");
+        // A password the server does not take: the real Redis of the tests.
+        var real = new Uri(TestEnv.Url);
+        var wrong = await Bare(["stats", "--url", $"{real.Host}:{real.Port},user=nobody,password=hunter2"]);
+        foreach (var secret in secrets) Assert.DoesNotContain(secret, wrong.Out + wrong.Err);
+    }
+
+    [Fact]
+    public async Task Emit_checks_its_arguments_before_it_writes()
+    {
+        await StartWorkerAsync(Doubler);
+        var zero = await Redflow("emit", "cli-double", "--input", """{"id":"a","amount":1}""", "--wait", "--timeout", "0");
+        Assert.Equal(ExitCodes.Usage, zero.Code);
+        Assert.Contains("--timeout", zero.Err);
+        Assert.Equal(ExitCodes.Usage, (await Redflow("emit", "cli-double", "--delay", "soon")).Code);
+        Assert.Equal(ExitCodes.Usage, (await Redflow("emit", "cli-double", "--delay", "5m", "--run-at", "2030-01-01T00:00:00Z")).Code);
+        Assert.Equal(ExitCodes.Usage, (await Redflow("emit", "cli-double", "--input", "{}", "--input-file", "x.json")).Code);
+        Assert.Empty(await Client.ListRunsAsync(new ListRunsParams { Workflow = "cli-double" }));
+    }
+
+    [Fact]
+    public async Task Bare_redflow_prints_usage_with_exit_codes_and_json_errors_are_json()
+    {
+        var bare = await Bare([]);
+        Assert.Equal(ExitCodes.Ok, bare.Code);
+        Assert.Contains("Usage:", bare.Out);
+        Assert.Contains("Exit codes: 0", bare.Out);
+        Assert.Contains("Exit codes: 0", (await Bare(["--help"])).Out);
+
+        var missing = await Redflow("runs", "show", "run_nope", "--json");
+        Assert.Equal(ExitCodes.NotFound, missing.Code);
+        var error = JsonDocument.Parse(missing.Err).RootElement.GetProperty("error");
+        Assert.Equal(ExitCodes.NotFound, error.GetProperty("code").GetInt32());
+        Assert.Contains("run_nope", error.GetProperty("message").GetString());
+        var usage = await Redflow("runs", "frobnicate", "--json");
+        Assert.Equal(ExitCodes.Usage, JsonDocument.Parse(usage.Err).RootElement.GetProperty("error").GetProperty("code").GetInt32());
+    }
+
+    [Fact]
+    public async Task Inputs_from_a_file_and_stdin_list_filters_delay_queue_times_with_zone_and_utf8_json()
+    {
+        await StartWorkerAsync(Doubler);
+        var file = Path.GetTempFileName();
+        await File.WriteAllTextAsync(file, """{"id":"Jürgen 😀","amount":4}""");
+        var fromFile = await Redflow("emit", "cli-double", "--input-file", file, "--wait", "--json");
+        Assert.Equal(ExitCodes.Ok, fromFile.Code);
+        Assert.Contains("\"run_id\"", fromFile.Out);
+        var parentId = JsonDocument.Parse(fromFile.Out).RootElement.GetProperty("run_id").GetString()!;
+        var output = new StringWriter();
+        var code = await CliApp.RunAsync(["emit", "cli-double", "--input", "-", "--delay", "1h", "--queue", "slow-q", "--url", TestEnv.Url, "--prefix", Prefix],
+            output, new StringWriter(), new StringReader("""{"id":"stdin","amount":1}"""), _ => null);
+        Assert.Equal(ExitCodes.Ok, code);
+        var delayed = await RunAsync(output.ToString().Trim());
+        Assert.Equal(RunStatus.Scheduled, delayed.Status);
+        Assert.Equal("slow-q", delayed.Queue);
+        Assert.Equal("stdin", delayed.Input.GetProperty("id").GetString());
+        Assert.True(delayed.AvailableAt > DateTimeOffset.UtcNow.AddMinutes(50));
+
+        // Stored and shown as UTF-8 as it is, pretty-printed in runs show.
+        var show = await Redflow("runs", "show", parentId);
+        Assert.Contains("\"id\": \"Jürgen 😀\"", show.Out);
+        Assert.DoesNotContain("\\u", show.Out);
+        Assert.Contains(" UTC", show.Out);
+        var showJson = await Redflow("runs", "show", parentId, "--json");
+        Assert.Contains("Jürgen 😀", showJson.Out);
+        Assert.DoesNotContain("\\u", showJson.Out);
+        Assert.Equal("""{"id":"Jürgen 😀","amount":4}""", (await RunAsync(parentId)).Input.GetRawText());
+
+        // runs list: --queue, --offset, --before, --parent.
+        var byQueue = await Redflow("runs", "list", "--queue", "slow-q");
+        Assert.Contains(delayed.Id, byQueue.Out);
+        Assert.DoesNotContain(parentId, byQueue.Out);
+        Assert.Contains(" UTC", byQueue.Out);
+        var newest = await Redflow("runs", "list", "--workflow", "cli-double", "--limit", "1", "--offset", "1");
+        Assert.Contains(parentId, newest.Out);
+        Assert.DoesNotContain(delayed.Id, newest.Out);
+        var before = await Redflow("runs", "list", "--workflow", "cli-double", "--before", delayed.CreatedAt.ToString("O"));
+        Assert.DoesNotContain(delayed.Id, before.Out);
+        Assert.Contains(parentId, before.Out);
+        Assert.Contains("(none)", (await Redflow("runs", "list", "--parent", parentId)).Out);
+        Assert.Equal(ExitCodes.Usage, (await Redflow("runs", "list", "--before", "notadate")).Code);
+
+        // Cancel of a finished run says nothing was changed.
+        var cancel = await Redflow("runs", "cancel", parentId);
+        Assert.Equal(ExitCodes.NotFound, cancel.Code);
+        Assert.Contains("Succeeded already; nothing was changed", cancel.Err);
+    }
 }
