@@ -157,4 +157,80 @@ public sealed class InlineTests
         Assert.Equal("ADA", result.Output!.Value.GetString());
         Assert.Equal(["upper"], result.Steps);
     }
+
+    private static readonly WorkflowDefinition<SignupInput, string> Approve =
+        Workflows.Define<SignupInput, string>("approve", async ctx =>
+        {
+            await ctx.Step.SleepAsync("cool-off", TimeSpan.FromDays(3)); // virtual time: returns at once
+            var by = await ctx.Step.WaitForSignalAsync<string>("approval", "approve");
+            var paid = await ctx.Step.WaitForEventAsync<int>("paid", "payment.succeeded", new WaitOptions { Key = ctx.Input.UserId });
+            return $"{by}:{paid}";
+        });
+
+    [Fact]
+    public async Task Sleeps_return_at_once_and_waits_take_their_payload_from_the_options()
+    {
+        var options = new RunInlineOptions { Signals = { ["approve"] = "alice" }, Events = { ["payment.succeeded"] = 42 } };
+        var started = DateTime.UtcNow;
+        var result = await RedflowTesting.RunInlineAsync(Approve, new SignupInput("u1"), options);
+        Assert.True(result.Succeeded, result.Error?.ToString());
+        Assert.Equal("alice:42", result.Output);
+        Assert.Equal(["cool-off", "approval", "paid"], result.Steps);
+        Assert.True(DateTime.UtcNow - started < TimeSpan.FromMinutes(1));
+    }
+
+    [Fact]
+    public async Task A_step_override_wins_over_the_signal_and_a_missing_payload_fails_naming_the_wait()
+    {
+        var options = new RunInlineOptions { Signals = { ["approve"] = "alice" }, StepOverrides = { ["approval"] = "bob", ["paid"] = 7 } };
+        Assert.Equal("bob:7", (await RedflowTesting.RunInlineAsync(Approve, new SignupInput("u1"), options)).Output);
+        var missing = await RedflowTesting.RunInlineAsync(Approve, new SignupInput("u1"), new RunInlineOptions { Signals = { ["approve"] = "alice" } });
+        Assert.False(missing.Succeeded);
+        Assert.Contains("'paid'", missing.Error!.Message);
+        Assert.Contains("payment.succeeded", missing.Error.Message);
+    }
+
+    [Fact]
+    public async Task A_wait_with_a_timeout_and_nothing_given_times_out_at_once()
+    {
+        var wf = Workflows.Define<SignupInput, string>("timeout", async ctx =>
+        {
+            try { return await ctx.Step.WaitForSignalAsync<string>("w", "never", new WaitOptions { Timeout = TimeSpan.FromHours(2) }); }
+            catch (RedflowTimeoutException) { return "timed out"; }
+        });
+        Assert.Equal("timed out", (await RedflowTesting.RunInlineAsync(wf, new SignupInput("u"))).Output);
+    }
+
+    [Fact]
+    public async Task Bad_wait_arguments_throw_argument_errors_naming_them()
+    {
+        var wf = Workflows.Define<SignupInput, string>("bad", async ctx =>
+        {
+            await ctx.Step.SleepAsync("nap", TimeSpan.FromSeconds(-1));
+            return "no";
+        });
+        var error = Assert.IsType<ArgumentOutOfRangeException>((await RedflowTesting.RunInlineAsync(wf, new SignupInput("u"))).Error);
+        Assert.Equal("duration", error.ParamName);
+        var badTimeout = Workflows.Define<SignupInput, string>("bad-timeout", async ctx =>
+            await ctx.Step.WaitForEventAsync<string>("e", "x", new WaitOptions { Timeout = TimeSpan.Zero }));
+        Assert.IsType<ArgumentOutOfRangeException>((await RedflowTesting.RunInlineAsync(badTimeout, new SignupInput("u"))).Error);
+        var keyedSignal = Workflows.Define<SignupInput, string>("keyed-signal", async ctx =>
+            await ctx.Step.WaitForSignalAsync<string>("s", "x", new WaitOptions { Key = "k" }));
+        Assert.IsType<ArgumentException>((await RedflowTesting.RunInlineAsync(keyedSignal, new SignupInput("u"))).Error);
+    }
+
+    [Fact]
+    public async Task WhenAll_over_inline_steps_and_waits_finishes_with_every_result()
+    {
+        var wf = Workflows.Define<SignupInput, int>("fan", async ctx =>
+        {
+            var a = ctx.Step.RunAsync("a", _ => Task.FromResult(1));
+            var b = ctx.Step.WaitForSignalAsync<int>("b", "b");
+            var c = ctx.Step.SleepAsync("c", TimeSpan.FromMinutes(1));
+            await Task.WhenAll(a, b, c);
+            return await a + await b;
+        });
+        var result = await RedflowTesting.RunInlineAsync(wf, new SignupInput("u"), new RunInlineOptions { Signals = { ["b"] = 2 } });
+        Assert.Equal(3, result.Output);
+    }
 }

@@ -57,6 +57,9 @@ public sealed class HostingTests : WorkerTest
             Assert.Equal(RunStatus.Succeeded, fetched.Run!.Status);
             var cancel = await clientActor.Ask<RunCancelRecorded>(new CancelRun(emitted.RunId), Generous);
             Assert.False(cancel.Recorded); // finished runs cannot be canceled
+            Assert.False((await clientActor.Ask<RunSignaled>(new SignalRun(emitted.RunId, "go", 1), Generous)).Delivered); // finished
+            var sent = await clientActor.Ask<EventSent>(new SendEvent("greeted", new { who = "ada" }, new SendEventOptions { Key = "ada" }), Generous);
+            Assert.StartsWith("evt_", sent.EventId);
 
             // The client actor answers Status.Failure; Ask turns it back into the exception.
             await Assert.ThrowsAsync<UnknownWorkflowException>(() => clientActor.Ask<WorkflowEmitted>(new EmitWorkflow("missing", null), Generous));
