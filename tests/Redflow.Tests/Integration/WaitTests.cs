@@ -201,21 +201,25 @@ public sealed class WaitTests : WorkerTest
     {
         var wf = Workflows.Define<JsonElement, string>("signal-or-timer", async ctx =>
         {
-            var signal = ctx.Step.WaitForSignalAsync<string>("yes", "yes");
+            // The timer is called first and listed first: only the replay order (the signal was recorded first)
+            // makes a replay with both recorded pick the signal again.
             var timer = ctx.Step.SleepAsync("timer", TimeSpan.FromSeconds(1));
-            var first = await Task.WhenAny(signal, timer);
+            var signal = ctx.Step.WaitForSignalAsync<string>("yes", "yes");
+            var first = await Task.WhenAny(timer, signal);
             var picked = first == signal ? "signal:" + await signal : "timer";
-            // A later wait makes the run suspend and replay once more: the same branch must be picked again.
-            await ctx.Step.SleepAsync("after", TimeSpan.FromMilliseconds(1500));
-            return picked;
+            // A later wait makes the run suspend and replay twice more (the timer's end, then this sleep's), the last
+            // time with both branches recorded: the same branch must be picked each time.
+            await ctx.Step.SleepAsync("after", TimeSpan.FromSeconds(2));
+            return await ctx.Step.RunAsync("result", _ => Task.FromResult(picked));
         }, Wide);
         await StartWorkerAsync(wf);
-        var signaled = await Client.EmitWorkflowAsync("signal-or-timer", null);
+        var signaled = await Client.EmitWorkflowAsync("signal-or-timer", null, new EmitOptions { Delay = TimeSpan.FromMilliseconds(300) });
+        Assert.True(await Client.SignalRunAsync(signaled.RunId, "yes", "ok")); // buffered: taken at the first wait
         var timed = await Client.EmitWorkflowAsync("signal-or-timer", null);
-        await WaitForStatusAsync(signaled.RunId, RunStatus.Waiting);
-        Assert.True(await Client.SignalRunAsync(signaled.RunId, "yes", "ok"));
         Assert.Equal("signal:ok", (await signaled.ResultAsync(Generous)).GetString());
         Assert.Equal("timer", (await timed.ResultAsync(Generous)).GetString());
+        var steps = (await Client.GetRunStepsAsync(signaled.RunId)).Select(s => s.Name).ToList();
+        Assert.Equal(["yes", "timer", "after", "result"], steps); // both branches recorded, the signal first
     }
 
     [Fact]
