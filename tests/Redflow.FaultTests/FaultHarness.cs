@@ -543,7 +543,7 @@ internal sealed class FaultHarness : IAsyncDisposable
         // A healthy run never fails: Redis pauses, restarts and dropped connections are not its workers dying (G4).
         foreach (var e in emitted.Where(e => NeverFails.Contains(e.Kind)))
             if (runs.TryGetValue(e.RunId, out var r) && r.Status == RunStatus.Failed)
-                _report.Notes.Add($"G4 (open, counted): {e.Kind} run {r.Id} of a workflow that never fails failed: {r.Error?.Type}: {r.Error?.Message}");
+                _report.Violation($"G4: {e.Kind} run {r.Id} of a workflow that never fails failed: {r.Error?.Type}: {r.Error?.Message}");
         _report.Count("never-failing runs abandoned", emitted.Count(e => NeverFails.Contains(e.Kind)
             && runs.TryGetValue(e.RunId, out var r) && r.Error?.Type == "Redflow.AbandonedRun"));
 

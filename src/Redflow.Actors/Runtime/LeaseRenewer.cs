@@ -16,7 +16,7 @@ internal sealed record RenewNow
 
 /// <summary>
 /// Renews every lease the worker holds in one script call per interval (Lease / 3), in chunks for very many
-/// runs. The timer lives here, apart from the RunActors, so no busy step can starve renewal. Each RunActor
+/// runs; with none, the call only marks the worker seen. The timer lives here, apart from the RunActors, so no busy step can starve renewal. Each RunActor
 /// is told its new local deadline: the deadline Redis set, on the worker's estimate of the Redis clock
 /// (<see cref="RedisClock"/>: never later than the renewal's send time plus the lease).
 /// </summary>
@@ -70,11 +70,9 @@ internal sealed class LeaseRenewer : ReceiveActor, IWithTimers
     private void StartRenewal()
     {
         if (_inFlight) return; // never overlap renewals
-        if (_leases.Count == 0)
-        {
-            _ctx.Health.Renewed(); // nothing to renew is renewal on time
-            return;
-        }
+        // With no lease to renew the call still goes out: it marks the worker seen (workers:seen), which is how the
+        // reaper tells a worker that lost a lease to a Redis hiccup from one that died with the run (G4). Without it
+        // an idle worker is seen only at its heartbeat (5 s), later than a short lease's next expiry.
         _inFlight = true;
         var runs = _leases.Select(kv => (kv.Key, kv.Value.Token, kv.Value.Run)).ToList();
         var sentAt = WorkerContext.Now();
@@ -83,6 +81,7 @@ internal sealed class LeaseRenewer : ReceiveActor, IWithTimers
 
         async Task<(long DeadlineMs, int[] Codes)> RenewAllAsync()
         {
+            if (runs.Count == 0) return await store.RenewAsync(lease, node, []).ConfigureAwait(false);
             var chunks = runs.Chunk(Chunk).Select(c => store.RenewAsync(lease, node, c.Select(r => (r.Key, r.Token)).ToList()));
             var results = await Task.WhenAll(chunks).ConfigureAwait(false);
             return (results.Min(r => r.DeadlineMs), results.SelectMany(r => r.Codes).ToArray());

@@ -334,4 +334,19 @@ public sealed class ControlTests : WorkerTest
         int current;
         while ((current = Volatile.Read(ref target)) < value && Interlocked.CompareExchange(ref target, value, current) != current) { }
     }
+
+    [Fact]
+    public async Task G4_an_idle_worker_is_seen_every_third_of_its_lease_so_a_lapsed_lease_is_not_taken_for_its_death()
+    {
+        // Its fallback claim every 4 s and its heartbeat every 5 s would leave it unseen for longer than the lease.
+        var worker = await StartWorkerAsync(new StartWorkerOptions { Workflows = [Double], Lease = TimeSpan.FromSeconds(1), BlmoveTimeout = TimeSpan.FromSeconds(4) });
+        var keys = new Keys(Prefix);
+        async Task<double> SeenAsync() => await TestEnv.Db.SortedSetScoreAsync(keys.WorkersSeen, worker.Node) ?? 0;
+        // Far more often than its 5 s heartbeat: the renewer marks it seen even with no lease to renew.
+        for (var i = 0; i < 3; i++)
+        {
+            var before = await SeenAsync();
+            await EventuallyAsync(async () => await SeenAsync() > before, "the idle worker is seen again", TimeSpan.FromSeconds(2));
+        }
+    }
 }
