@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs every test (except the Slow category: long fault runs and the soak) and ends with "N passed, N failed".
+# Runs every test (except the Slow category: long fault runs and the soak), then scripts/consumer-test.sh (one more
+# test), and ends with "N passed, N failed".
 # Tests need redis-server (installed here with apt when missing) or REDIS_URL; the fixture starts its own server.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -31,6 +32,9 @@ for trx in "$results"/*.trx; do
   p=$(echo "$counters" | grep -o ' passed="[0-9]*"' | grep -o '[0-9]*'); passed=$((passed + ${p:-0}))
   f=$(echo "$counters" | grep -o ' failed="[0-9]*"' | grep -o '[0-9]*'); failed=$((failed + ${f:-0}))
 done
+# The packages as a new user takes them (scripts/consumer-test.sh): counted as one test.
+echo "Running scripts/consumer-test.sh (packages, a fresh consumer project, the tool, the templates)..."
+if bash scripts/consumer-test.sh; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
 # dotnet test failing without any counters (a build error, a crashed host) counts as a failure.
 if [ "$status" -ne 0 ] && [ "$failed" -eq 0 ]; then failed=$((failed + 1)); fi
 if [ "$found" -eq 0 ] && [ "$status" -eq 0 ]; then failed=$((failed + 1)); echo "No test results were written."; fi

@@ -18,7 +18,7 @@ public static class RedflowHostingExtensions
 {
     /// <summary>
     /// Runs a Redflow worker on the host's actor system: queue pollers, lease renewal, and the reaper and cron
-    /// actor (cluster singletons when the system is clustered with <c>WithClustering</c>, else local). Class-style
+    /// actor (cluster singletons when the actor system is an Akka.Cluster, else local). Class-style
     /// workflows are created through the host's services. The worker stops gracefully when the actor system
     /// shuts down (a coordinated-shutdown task in the service-requests-done phase).
     /// </summary>
