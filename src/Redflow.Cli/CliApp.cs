@@ -46,6 +46,19 @@ internal static class CliApp
             if (args[i] == "--url" && i + 1 < args.Length) io.AddSecrets(args[i + 1]);
             else if (args[i].StartsWith("--url=", StringComparison.Ordinal)) io.AddSecrets(args[i][6..]);
         }
+        // A signal's or event's --payload: JSON, '-' for standard input, or none (null).
+        async Task<(bool Ok, JsonElement? Payload, string? Problem)> ReadPayloadAsync(string? text, CancellationToken ct)
+        {
+            if (text is null) return (true, null, null);
+            var source = "--payload";
+            if (text == "-")
+            {
+                text = await input.ReadToEndAsync(ct);
+                source = "standard input";
+            }
+            try { return (true, JsonDocument.Parse(text).RootElement.Clone(), null); }
+            catch (JsonException ex) { return (false, null, $"{source} is not valid JSON: {ex.Message}"); }
+        }
         Func<ParseResult, CancellationToken, Task<int>> With(Func<IRedflowClient, ParseResult, CancellationToken, Task<int>> body) =>
             async (parse, ct) =>
             {
@@ -110,6 +123,8 @@ internal static class CliApp
             if (run.ParentRunId is not null) io.Line($"parent    {run.ParentRunId}");
             if (run.RerunOf is not null) io.Line($"rerun of  {run.RerunOf}");
             if (run.CancelReason is not null) io.Line($"canceled  {run.CancelReason}");
+            foreach (var w in run.Waits)
+                io.Line($"waits on  {w.Kind.ToString().ToLowerInvariant()} {w.Name ?? ""}{(w.Key is null ? "" : $" key {w.Key}")} (step {w.Step}){(w.Until is { } u ? $" until {Time(u)}" : "")}");
             io.Line($"input     {Indent(RedflowJson.Format(run.Input))}");
             if (run.Output is { } o) io.Line($"output    {Indent(RedflowJson.Format(o))}");
             if (run.Error is { } e)
@@ -158,7 +173,45 @@ internal static class CliApp
             return ExitCodes.Ok;
         }));
 
-        var runs = new Command("runs", "Runs: list, show, cancel, rerun") { list, show, cancel, rerun };
+        // runs signal
+        var signalArg = new Argument<string>("signal") { Description = "The signal name" };
+        var payloadOpt = new Option<string?>("--payload") { Description = "The payload, as JSON (default null); - reads it from standard input" };
+        var signal = new Command("signal", "Send a signal to a run (buffered until a wait of that name takes it)") { runId, signalArg, payloadOpt };
+        signal.SetAction(With(async (client, p, ct) =>
+        {
+            var id = p.GetValue(runId)!;
+            var (ok, payload, problem) = await ReadPayloadAsync(p.GetValue(payloadOpt), ct);
+            if (!ok) return io.Fail(ExitCodes.Usage, problem!);
+            if (await client.SignalRunAsync(id, p.GetValue(signalArg)!, payload, ct))
+            {
+                if (p.GetValue(json)) return io.Json(new { run_id = id, signal = p.GetValue(signalArg), delivered = true });
+                io.Line($"Signal '{p.GetValue(signalArg)}' delivered to {id}.");
+                return ExitCodes.Ok;
+            }
+            var run = await client.GetRunAsync(id, ct);
+            return io.Fail(ExitCodes.NotFound, run is null
+                ? $"Run {id} does not exist (or its retention has passed); nothing was sent."
+                : $"Run {id} is {run.Status} already; nothing was sent.");
+        }));
+
+        var runs = new Command("runs", "Runs: list, show, cancel, rerun, signal") { list, show, cancel, rerun, signal };
+
+        // events send
+        var eventArg = new Argument<string>("name") { Description = "The event name" };
+        var eventKeyOpt = new Option<string?>("--key") { Description = "The event's key: only waits with this key take it" };
+        var eventIdemOpt = new Option<string?>("--idempotency-key") { Description = "Send at most one event per key and event name (within the retention)" };
+        var send = new Command("send", "Send an event: waiting runs take it, triggered workflows start") { eventArg, eventKeyOpt, payloadOpt, eventIdemOpt };
+        send.SetAction(With(async (client, p, ct) =>
+        {
+            var (ok, payload, problem) = await ReadPayloadAsync(p.GetValue(payloadOpt), ct);
+            if (!ok) return io.Fail(ExitCodes.Usage, problem!);
+            var sent = await client.SendEventAsync(p.GetValue(eventArg)!, payload,
+                new SendEventOptions { Key = p.GetValue(eventKeyOpt), IdempotencyKey = p.GetValue(eventIdemOpt) }, ct);
+            if (p.GetValue(json)) return io.Json(new { event_id = sent.EventId, runs_resumed = sent.RunsResumed, runs_started = sent.RunsStarted });
+            io.Line($"{sent.EventId}: {sent.RunsResumed} waiting runs resumed, {sent.RunsStarted} runs started.");
+            return ExitCodes.Ok;
+        }));
+        var events = new Command("events", "Events: send") { send };
 
         // workflows
         var workflows = new Command("workflows", "Registered workflows");
@@ -267,6 +320,7 @@ internal static class CliApp
         root.Subcommands.Add(workflows);
         root.Subcommands.Add(stats);
         root.Subcommands.Add(emit);
+        root.Subcommands.Add(events);
         root.Subcommands.Add(dev);
 
         if (args.Length == 0) args = ["--help"]; // bare redflow prints its usage

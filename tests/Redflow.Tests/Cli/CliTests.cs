@@ -72,6 +72,31 @@ public sealed class CliTests : WorkerTest
     }
 
     [Fact]
+    public async Task Runs_signal_and_events_send_resume_waiting_runs_and_show_lists_the_waits()
+    {
+        var approval = Workflows.Define<Order, string>("cli-approval", async ctx =>
+        {
+            var by = await ctx.Step.WaitForSignalAsync<string>("approval", "approve");
+            var paid = await ctx.Step.WaitForEventAsync<int>("paid", "cli.paid", new WaitOptions { Key = ctx.Input.Id });
+            return $"{by}:{paid}";
+        }, new WorkflowOptions { MaxConcurrency = 5 });
+        await StartWorkerAsync(approval);
+        var handle = await Client.EmitWorkflowAsync("cli-approval", new Order("o-9", 1));
+        await EventuallyAsync(async () => (await RunAsync(handle.RunId)).Status == RunStatus.Waiting, "the run waits");
+        var show = await Redflow("runs", "show", handle.RunId);
+        Assert.Contains("waits on  signal approve (step approval)", show.Out);
+        Assert.Equal(ExitCodes.Usage, (await Redflow("runs", "signal", handle.RunId, "approve", "--payload", "{not json")).Code);
+        var signaled = await Redflow("runs", "signal", handle.RunId, "approve", "--payload", "\"dana\"");
+        Assert.Equal(ExitCodes.Ok, signaled.Code);
+        await EventuallyAsync(async () => (await RunAsync(handle.RunId)).Waits.Any(w => w.Kind == WaitKind.Event), "the run waits on the event");
+        var sent = await Redflow("events", "send", "cli.paid", "--key", "o-9", "--payload", "5", "--idempotency-key", "e1", "--json");
+        Assert.Equal(ExitCodes.Ok, sent.Code);
+        Assert.Equal(1, JsonDocument.Parse(sent.Out).RootElement.GetProperty("runs_resumed").GetInt32());
+        Assert.Equal("dana:5", await handle.ResultAsync<string>(Generous));
+        Assert.Equal(ExitCodes.NotFound, (await Redflow("runs", "signal", handle.RunId, "approve")).Code); // finished: nothing sent
+    }
+
+    [Fact]
     public async Task Clear_errors_and_exit_codes_for_bad_input()
     {
         await StartWorkerAsync(Doubler);
