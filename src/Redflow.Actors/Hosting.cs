@@ -92,6 +92,8 @@ public static class RedflowHostingExtensions
     private static IServiceProvider? TryServices(ActorSystem system)
     {
         try { return DependencyResolver.For(system).Resolver.GetService<IServiceProvider>(); }
-        catch (Exception) { return null; } // no DI configured: class-style workflows use their parameterless constructor
+        // No DependencyResolverSetup in the system's settings (Akka.DependencyInjection's answer): class-style
+        // workflows then use their parameterless constructor.
+        catch (Akka.Configuration.ConfigurationException) { return null; }
     }
 }

@@ -73,6 +73,7 @@ internal sealed class LeaseRenewer : ReceiveActor, IWithTimers
         // With no lease to renew the call still goes out: it marks the worker seen (workers:seen), which is how the
         // reaper tells a worker that lost a lease to a Redis hiccup from one that died with the run (G4). Without it
         // an idle worker is seen only at its heartbeat (5 s), later than a short lease's next expiry.
+        if (_leases.Count == 0) _ctx.Health.Renewed(); // nothing to renew is renewal on time
         _inFlight = true;
         var runs = _leases.Select(kv => (kv.Key, kv.Value.Token, kv.Value.Run)).ToList();
         var sentAt = WorkerContext.Now();
