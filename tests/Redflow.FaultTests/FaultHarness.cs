@@ -82,6 +82,29 @@ internal sealed class FaultHarness : IAsyncDisposable
 
     private sealed record Emitted(string RunId, string Kind, string? IdemKey);
 
+    /// <summary>A wait of a sleeper's or waiter's plan: its step name, kind ("sleep", "until", "signal"), and a sleep's ms or time.</summary>
+    private sealed record PlannedWait(string Step, string Kind, int Ms, long At);
+
+    /// <summary>How one signal send ended: acknowledged (true), refused (false: run unknown or finished), or failed during a fault.</summary>
+    private enum SendState { Pending, Acked, Refused, Confirmed, Lost }
+
+    /// <summary>
+    /// One signal sent to a waiter run, in send order (<see cref="Index"/>). A send that failed during a fault is ambiguous:
+    /// once Redis answers again the sender looks for its payload id in the run's buffer and step records, and counts it
+    /// <see cref="SendState.Confirmed"/> (there: as good as acknowledged) or <see cref="SendState.Lost"/> (sent again, with a new id).
+    /// </summary>
+    private sealed class SignalSend(int k, string id, int index, string statusAtSend)
+    {
+        public int K { get; } = k;
+        public string Id { get; } = id;
+        public int Index { get; } = index;
+        public string StatusAtSend { get; } = statusAtSend;
+        public SendState State { get; set; } = SendState.Pending;
+    }
+
+    private readonly ConcurrentDictionary<string, List<PlannedWait>> _waitPlans = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, List<SignalSend>> _signals = new(StringComparer.Ordinal);
+
     public FaultHarness(FaultProfile profile, Action<string> log)
     {
         _profile = profile;
@@ -167,6 +190,120 @@ internal sealed class FaultHarness : IAsyncDisposable
         return new { steps, poison = poison >= n ? n - 1 : poison, children };
     }
 
+    /// <summary>
+    /// A plan of 1-4 steps (now and then a transient failure, retried) with waits placed among them: 1-2 sleeps
+    /// (SleepAsync 0.3-5 s or SleepUntilAsync 0.5-6 s from now) for a sleeper; 1-4 signal waits (and now and then a sleep)
+    /// for a waiter. <paramref name="waits"/> gets the waits with their step names.
+    /// </summary>
+    private static object WaitPlan(Random rng, bool signals, List<PlannedWait> waits)
+    {
+        var items = new List<object>();
+        for (var i = rng.Next(1, 5); i > 0; i--)
+            items.Add(new { ms = rng.NextDouble() < 0.8 ? rng.Next(0, 80) : rng.Next(100, 600), fail = rng.NextDouble() < 0.1 ? 1 : 0 });
+        var nowMs = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(); // the host's clock, which is Redis's (same machine)
+        var kinds = new List<string>();
+        if (signals)
+        {
+            for (var i = rng.Next(1, 5); i > 0; i--) kinds.Add("signal");
+            if (rng.NextDouble() < 0.3) kinds.Add(rng.NextDouble() < 0.5 ? "sleep" : "until");
+        }
+        else
+        {
+            for (var i = rng.Next(1, 3); i > 0; i--) kinds.Add(rng.NextDouble() < 0.5 ? "sleep" : "until");
+        }
+        var slots = kinds.Select(_ => rng.Next(0, items.Count + 1)).Order().ToList();
+        var plan = new List<object>();
+        var w = 0;
+        for (var i = 0; i <= items.Count; i++)
+        {
+            while (w < kinds.Count && slots[w] == i)
+            {
+                var kind = kinds[w++];
+                var ms = rng.Next(300, 5000);
+                var at = nowMs + rng.Next(500, 6000);
+                waits.Add(new PlannedWait($"s{plan.Count:00}", kind, ms, at));
+                plan.Add(kind switch
+                {
+                    "sleep" => new { wait = kind, ms },
+                    "until" => (object)new { wait = kind, at },
+                    _ => new { wait = kind },
+                });
+            }
+            if (i < items.Count) plan.Add(items[i]);
+        }
+        return new { steps = plan, poison = -1 };
+    }
+
+    /// <summary>
+    /// Sends a waiter run's signals ("go", payload {k, id}), one at a time, 0-2.5 s apart (so some arrive before the run
+    /// reaches its wait and are buffered, others while it waits), while faults happen. A send that fails is resolved
+    /// once Redis answers (see <see cref="SignalSend"/>); a lost one is sent again with a new id.
+    /// </summary>
+    private async Task SendSignalsAsync(IRedflowClient client, string runId, int count, Random rng)
+    {
+        var sends = _signals.GetOrAdd(runId, _ => []);
+        for (var k = 0; k < count; k++)
+        {
+            await Task.Delay(rng.Next(0, 2500));
+            for (var attempt = 0; ; attempt++)
+            {
+                string status;
+                try { status = (string?)await _raw.GetDatabase().HashGetAsync($"{{{_prefix}}}:run:{runId}", "status") ?? "?"; }
+                catch (Exception) { status = "?"; }
+                SignalSend send;
+                lock (sends)
+                {
+                    send = new SignalSend(k, $"sig-{k}-{attempt}", sends.Count, status);
+                    sends.Add(send);
+                }
+                try
+                {
+                    if (await client.SignalRunAsync(runId, "go", new { k, id = send.Id }))
+                    {
+                        send.State = SendState.Acked;
+                        _report.Count("signals acknowledged");
+                        break;
+                    }
+                    send.State = SendState.Refused; // the run finished (it cannot have, with signals still to take)
+                    _report.Count("signals refused (run finished)");
+                    return;
+                }
+                catch (Exception)
+                {
+                    var there = await SignalLandedAsync(runId, send.Id);
+                    send.State = there ? SendState.Confirmed : SendState.Lost;
+                    _report.Count(there ? "signals failed during a fault, found in Redis" : "signals failed during a fault, not in Redis (sent again)");
+                    if (there) break;
+                }
+            }
+        }
+    }
+
+    /// <summary>Whether a signal whose send failed is in Redis (buffered or taken): asked once Redis answers, 2 s later (a send held back by a pause has run by then).</summary>
+    private async Task<bool> SignalLandedAsync(string runId, string id)
+    {
+        var db = _raw.GetDatabase();
+        var until = DateTime.UtcNow.AddSeconds(90);
+        while (true)
+        {
+            try
+            {
+                await db.PingAsync();
+                await Task.Delay(2000);
+                var needle = $"\"id\":\"{id}\"";
+                foreach (var v in await db.ListRangeAsync($"{{{_prefix}}}:signals:{runId}"))
+                    if (((string?)v ?? "").Contains(needle, StringComparison.Ordinal)) return true;
+                foreach (var v in await db.HashValuesAsync($"{{{_prefix}}}:steps:{runId}"))
+                    if (((string?)v ?? "").Contains(needle, StringComparison.Ordinal)) return true;
+                return false;
+            }
+            catch (Exception) when (DateTime.UtcNow < until)
+            {
+                await Task.Delay(200);
+            }
+        }
+    }
+
     private async Task WorkloadAsync(TimeSpan phase)
     {
         var until = DateTime.UtcNow + phase;
@@ -195,7 +332,10 @@ internal sealed class FaultHarness : IAsyncDisposable
         var client = _clients[rng.Next(_clients.Length)];
         string kind, workflow;
         object input;
-        if (roll < 0.55) { kind = "main"; workflow = "fault-main"; input = Plan(rng, 1, 20, true); }
+        List<PlannedWait>? waits = null;
+        if (roll < 0.40) { kind = "main"; workflow = "fault-main"; input = Plan(rng, 1, 20, true); }
+        else if (roll < 0.47) { kind = "sleeper"; workflow = "fault-wait"; input = WaitPlan(rng, false, waits = []); }
+        else if (roll < 0.55) { kind = "waiter"; workflow = "fault-wait"; input = WaitPlan(rng, true, waits = []); }
         else if (roll < 0.67)
         {
             kind = "parent"; workflow = "fault-parent";
@@ -236,8 +376,10 @@ internal sealed class FaultHarness : IAsyncDisposable
             _report.Count("emits failed (fault)"); // not acknowledged: nothing to check (the run may or may not exist)
             return;
         }
+        if (waits is not null) _waitPlans[handle.RunId] = waits;
         _emitted.Add(new Emitted(handle.RunId, kind, null));
         _report.Count("emits acknowledged");
+        if (kind == "waiter") await SendSignalsAsync(client, handle.RunId, waits!.Count(w => w.Kind == "signal"), rng);
         if (kind == "main-canceled")
         {
             await Task.Delay(rng.Next(0, 3000));
@@ -251,7 +393,7 @@ internal sealed class FaultHarness : IAsyncDisposable
     }
 
     /// <summary>Emit kinds whose runs never fail: one of them that ends Failed (abandoned or otherwise) is a violation.</summary>
-    private static readonly HashSet<string> NeverFails = ["parent", "capped", "idempotent", "main-canceled", "steady"];
+    private static readonly HashSet<string> NeverFails = ["parent", "capped", "idempotent", "main-canceled", "steady", "sleeper", "waiter"];
 
     /// <summary>
     /// Redis pauses as production meets them, and nothing else: two <c>CLIENT PAUSE</c>s past the lease a few seconds
@@ -571,9 +713,107 @@ internal sealed class FaultHarness : IAsyncDisposable
         _report.Count("idempotency keys raced", _idempotent.Count);
         _report.Count("runs with children (parents)", runs.Values.Count(r => r.Workflow == "fault-parent"));
         _report.Count("child runs", runs.Values.Count(r => r.ParentRunId is not null));
+        await CheckWaitsAsync(db, ledger, runs, steps, emitted);
         List<WorkerProcess> all;
         lock (_gate) all = [.. _workers, .. _retired];
         _report.Count("worker processes started", all.Count);
+    }
+
+    /// <summary>
+    /// G12, durable waits. Sleeper and waiter runs end Succeeded (none lost, left waiting or abandoned). Every sleep is
+    /// recorded, no earlier than its due time on the Redis clock (a SleepAsync's from its first wait, the step record's
+    /// started_at), and once: every handler that saw it return read a Redis time no earlier than its record (a record
+    /// rewritten later would be younger). Every acknowledged signal (or one found in Redis after a failed send) is taken
+    /// exactly once, by the run's signal waits in the order sent, and each handler that took a wait's signal got the
+    /// recorded one.
+    /// </summary>
+    private async Task CheckWaitsAsync(IDatabase db, Ledger ledger, Dictionary<string, RunRecord> runs,
+        Dictionary<string, IReadOnlyList<StepRecord>> steps, List<Emitted> emitted)
+    {
+        var lateness = new List<long>();
+        int sleeps = 0, signalWaits = 0, wokeSeen = 0, buffered = 0, whileWaiting = 0, leftOver = 0;
+        foreach (var e in emitted.Where(e => e.Kind is "sleeper" or "waiter"))
+        {
+            if (!runs.TryGetValue(e.RunId, out var r) || !_waitPlans.TryGetValue(e.RunId, out var plan)) continue; // G1 reports a missing run
+            if (r.Status != RunStatus.Succeeded)
+                _report.Violation($"G12: {e.Kind} run {r.Id} ended {r.Status} ({r.Error?.Type}: {r.Error?.Message}); a waiting run is never lost or abandoned");
+            var records = steps[e.RunId].ToDictionary(s => s.Name, StringComparer.Ordinal);
+            // Sleeps.
+            foreach (var w in plan.Where(w => w.Kind is "sleep" or "until"))
+            {
+                var woke = ledger.ByStep[(e.RunId, w.Step)].Where(l => l.Kind == "woke").ToList();
+                if (!records.TryGetValue(w.Step, out var rec) || rec.Status != RunStatus.Succeeded)
+                {
+                    if (r.Status == RunStatus.Succeeded || woke.Count > 0)
+                        _report.Violation($"G12: sleep {e.RunId}/{w.Step} has no succeeded record ({woke.Count} handlers saw it return)");
+                    continue;
+                }
+                sleeps++;
+                var started = rec.StartedAt!.Value.ToUnixTimeMilliseconds();
+                var finished = rec.FinishedAt!.Value.ToUnixTimeMilliseconds();
+                var due = w.Kind == "sleep" ? started + w.Ms : w.At;
+                if (finished < due) _report.Violation($"G12: sleep {e.RunId}/{w.Step} ({w.Kind}) recorded at {finished}, {due - finished} ms before it was due ({due})");
+                else if (started < due) lateness.Add(finished - due); // a sleep that waited (one reached after its time returns at once)
+                if (r.FinishedAt is { } end && end.ToUnixTimeMilliseconds() < due)
+                    _report.Violation($"G12: run {e.RunId} finished at {end.ToUnixTimeMilliseconds()}, before its sleep {w.Step} was due ({due})");
+                foreach (var l in woke)
+                {
+                    if (!long.TryParse(l.Extra, out var seen)) continue;
+                    wokeSeen++;
+                    if (seen < due) _report.Violation($"G12: sleep {e.RunId}/{w.Step} returned to handler {l.Inv} at Redis time {seen}, before it was due ({due})");
+                    if (seen < finished) _report.Violation($"G12: sleep {e.RunId}/{w.Step} returned to handler {l.Inv} at Redis time {seen}, before its record ({finished}): recorded again later");
+                }
+            }
+            // Signals.
+            var signalSteps = plan.Where(w => w.Kind == "signal").ToList();
+            if (signalSteps.Count == 0) continue;
+            var sends = _signals.TryGetValue(e.RunId, out var list) ? list : [];
+            List<SignalSend> sent;
+            lock (sends) sent = [.. sends];
+            var byId = sent.ToDictionary(s => s.Id, StringComparer.Ordinal);
+            var taken = new List<SignalSend>();
+            foreach (var w in signalSteps)
+            {
+                if (!records.TryGetValue(w.Step, out var rec) || rec.Status != RunStatus.Succeeded) continue; // the run's status says why
+                signalWaits++;
+                var id = rec.Output is { ValueKind: JsonValueKind.Object } o && o.TryGetProperty("id", out var idEl) ? idEl.GetString() : null;
+                if (id is null || !byId.TryGetValue(id, out var s))
+                {
+                    _report.Violation($"G12: signal wait {e.RunId}/{w.Step} recorded {rec.Output?.GetRawText()}, which was never sent");
+                    continue;
+                }
+                taken.Add(s);
+                foreach (var l in ledger.ByStep[(e.RunId, w.Step)].Where(l => l.Kind == "took" && l.Extra != id))
+                    _report.Violation($"G12: signal wait {e.RunId}/{w.Step}: handler {l.Inv} got signal {l.Extra}, but Redis recorded {id}");
+            }
+            foreach (var dup in taken.GroupBy(s => s.Id).Where(g => g.Count() > 1))
+                _report.Violation($"G12: signal {dup.Key} of run {e.RunId} was taken {dup.Count()} times");
+            for (var i = 1; i < taken.Count; i++)
+                if (taken[i].Index <= taken[i - 1].Index)
+                    _report.Violation($"G12: run {e.RunId} took signal {taken[i].Id} (sent #{taken[i].Index}) after {taken[i - 1].Id} (sent #{taken[i - 1].Index}): out of order");
+            var lateLost = taken.Any(s => s.State == SendState.Lost); // a send judged lost landed after all: it took another's place
+            if (lateLost) _report.Notes.Add($"run {e.RunId} took a signal whose failed send was judged lost (it landed late)");
+            foreach (var s in sent.Where(s => s.State is SendState.Acked or SendState.Confirmed && !taken.Contains(s)))
+            {
+                if (!lateLost && r.Status == RunStatus.Succeeded)
+                    _report.Violation($"G12: signal {s.Id} to run {e.RunId} was acknowledged ({s.State}) but never taken");
+            }
+            buffered += sent.Count(s => s.State is SendState.Acked && s.StatusAtSend != "waiting");
+            whileWaiting += sent.Count(s => s.State is SendState.Acked && s.StatusAtSend == "waiting");
+            leftOver += (int)await db.ListLengthAsync($"{{{_prefix}}}:signals:{e.RunId}");
+        }
+        _report.Count("sleeps checked", sleeps);
+        _report.Count("sleep returns seen by handlers (Redis time known)", wokeSeen);
+        if (lateness.Count > 0)
+        {
+            lateness.Sort();
+            _report.Count("sleep lateness p50 ms (record - due)", (int)lateness[lateness.Count / 2]);
+            _report.Count("sleep lateness max ms (record - due)", (int)lateness[^1]);
+        }
+        _report.Count("signal waits checked", signalWaits);
+        _report.Count("signals acknowledged before their run waited (buffered)", buffered);
+        _report.Count("signals acknowledged while their run waited", whileWaiting);
+        _report.Count("signals left in buffers after the quiet period", leftOver);
     }
 
     private void CheckFenced(Ledger ledger, string runId, long token, long recordedMs, string what)

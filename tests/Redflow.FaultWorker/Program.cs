@@ -9,6 +9,12 @@
 //   <unix-ms> ack <run> <step> <attempt> <pid> <inv> <exec>   ctx.Step.RunAsync returned to the handler (the step's
 //                                                          record was acknowledged or served from the record);
 //                                                          exec = the execution whose result was returned
+//   <unix-ms> woke <run> <step> <attempt> <pid> <inv> <redis-ms>   a sleep (SleepAsync / SleepUntilAsync) returned to the
+//                                                          handler; redis-ms = Redis's TIME read right after ("?" unknown)
+//   <unix-ms> took <run> <step> <attempt> <pid> <inv> <id>   a signal wait returned the signal with payload id <id>
+// A plan's step may be a wait instead of a RunAsync step: {"wait": "sleep", "ms": N} (SleepAsync N ms),
+// {"wait": "until", "at": unix-ms} (SleepUntilAsync) or {"wait": "signal"} (WaitForSignalAsync of signal "go", whose
+// payload is {"k": n, "id": "..."}).
 // Every step body returns {"exec": <its exec id>, ...}, so the recorded result names the execution that made it,
 // and every run's output names the invocation that completed it.
 // Prints "ready <node>" once started and "mem <gc-heap-bytes> <working-set-bytes>" every 2 s.
@@ -60,6 +66,19 @@ async Task<string> ReadTokenAsync(string runId)
     }
 }
 
+async Task<string> RedisMsAsync()
+{
+    try
+    {
+        var t = (RedisResult[])(await side.GetDatabase().ExecuteAsync("TIME"))!;
+        return (long.Parse((string)t[0]!) * 1000 + long.Parse((string)t[1]!) / 1000).ToString();
+    }
+    catch (Exception)
+    {
+        return "?"; // Redis unreachable: this observation is left out of the checks
+    }
+}
+
 async Task<object?> RunPlanAsync(WorkflowHandlerContext ctx)
 {
     var inv = Guid.NewGuid().ToString("N")[..12];
@@ -87,6 +106,28 @@ async Task<object?> RunPlanAsync(WorkflowHandlerContext ctx)
             }
         }
         var stepName = $"s{i:00}";
+        if (step.TryGetProperty("wait", out var wait))
+        {
+            switch (wait.GetString())
+            {
+                case "sleep":
+                    await ctx.Step.SleepAsync(stepName, TimeSpan.FromMilliseconds(step.GetProperty("ms").GetInt32()));
+                    Ledger("woke", run, stepName, attempt, inv, await RedisMsAsync());
+                    break;
+                case "until":
+                    await ctx.Step.SleepUntilAsync(stepName, DateTimeOffset.FromUnixTimeMilliseconds(step.GetProperty("at").GetInt64()));
+                    Ledger("woke", run, stepName, attempt, inv, await RedisMsAsync());
+                    break;
+                default:
+                    var signal = await ctx.Step.WaitForSignalAsync<JsonElement>(stepName, "go");
+                    var id = signal.GetProperty("id").GetString()!;
+                    Ledger("took", run, stepName, attempt, inv, id);
+                    execs[stepName] = id;
+                    break;
+            }
+            i++;
+            continue;
+        }
         var ms = step.GetProperty("ms").GetInt32();
         var fail = step.GetProperty("fail").GetInt32();
         var hold = holdSteps && step.TryGetProperty("hold", out var h) && h.GetBoolean();
@@ -123,6 +164,7 @@ var workflows = new List<WorkflowDefinition>
     Workflows.Define("fault-main", RunPlanAsync, new WorkflowOptions { MaxConcurrency = 1000, MaxAttempts = 4, Retry = retry }),
     Workflows.Define("fault-parent", RunPlanAsync, new WorkflowOptions { MaxConcurrency = 1000, MaxAttempts = 4, Retry = retry }),
     Workflows.Define("fault-child", RunPlanAsync, new WorkflowOptions { MaxConcurrency = 1000, MaxAttempts = 4, Retry = retry }),
+    Workflows.Define("fault-wait", RunPlanAsync, new WorkflowOptions { MaxConcurrency = 1000, MaxAttempts = 4, Retry = retry }),
     Workflows.Define("fault-capped", RunPlanAsync, new WorkflowOptions { MaxConcurrency = 2, MaxAttempts = 4, Retry = retry }),
     Workflows.Define<TypedInput, object>("fault-typed", ctx => Task.FromResult<object>(new { count = ctx.Input.Count }),
         new WorkflowOptions { MaxConcurrency = 1000, MaxAttempts = 4, Retry = retry }),
