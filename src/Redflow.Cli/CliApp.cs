@@ -194,7 +194,6 @@ internal static class CliApp
                 : $"Run {id} is {run.Status} already; nothing was sent.");
         }));
 
-        var runs = new Command("runs", "Runs: list, show, cancel, rerun, signal") { list, show, cancel, rerun, signal };
 
         // events send
         var eventArg = new Argument<string>("name") { Description = "The event name" };
@@ -212,6 +211,22 @@ internal static class CliApp
             return ExitCodes.Ok;
         }));
         var events = new Command("events", "Events: send") { send };
+        // runs resume
+        var resume = new Command("resume", "Take a failed or canceled run back to the queue as the same run, from where it stopped") { runId };
+        resume.SetAction(With(async (client, p, ct) =>
+        {
+            var id = p.GetValue(runId)!;
+            var before = await client.GetRunAsync(id, ct);
+            if (before is null) return io.Fail(ExitCodes.NotFound, $"Run {id} does not exist (or its retention has passed).");
+            if (before.Status is not (RunStatus.Failed or RunStatus.Canceled))
+                return io.Fail(ExitCodes.NotFound, $"Run {id} is {before.Status}; only a failed or canceled run can be resumed; nothing was changed.");
+            await client.ResumeRunAsync(id, ct);
+            if (p.GetValue(json)) return io.Json(new { run_id = id, resumed = true });
+            io.Line($"Resumed {id}: back in its queue, its recorded steps kept.");
+            return ExitCodes.Ok;
+        }));
+
+        var runs = new Command("runs", "Runs: list, show, cancel, rerun, resume, signal") { list, show, cancel, rerun, resume, signal };
 
         // workflows
         var workflows = new Command("workflows", "Registered workflows");

@@ -92,6 +92,13 @@ public interface IRedflowClient : IAsyncDisposable
     /// <see cref="EventTrigger"/> of that name each start one run with the payload as input.
     /// </summary>
     Task<EventSent> SendEventAsync(string name, object? payload = null, SendEventOptions? options = null, CancellationToken cancellationToken = default);
+
+    /// <summary>
+    /// Takes a <see cref="RunStatus.Failed"/> or <see cref="RunStatus.Canceled"/> run back to <see cref="RunStatus.Queued"/>
+    /// as the same run: its recorded steps are kept (they do not run again) and it gets a fresh budget of attempts. A run
+    /// in another status is left as it is (the handle is returned); an unknown run throws <see cref="RedflowException"/>.
+    /// </summary>
+    Task<RunHandle> ResumeRunAsync(string runId, CancellationToken cancellationToken = default);
 }
 
 /// <summary>Creates clients.</summary>
@@ -418,6 +425,15 @@ internal sealed class RedisRedflowClient : IRedflowClient
             ?? throw new ArgumentException($"Run {runId} does not exist (or its retention has passed).", nameof(runId));
         var id = await EmitAsync(new EmitRequest(original.Workflow, original.Input.GetRawText()) { Queue = original.Queue, RerunOf = original.Id }, cancellationToken).ConfigureAwait(false);
         return new RunHandle(this, id);
+    }
+
+    public async Task<RunHandle> ResumeRunAsync(string runId, CancellationToken cancellationToken = default)
+    {
+        cancellationToken.ThrowIfCancellationRequested();
+        var store = await StoreAsync().ConfigureAwait(false);
+        var (outcome, _) = await store.ResumeAsync(Names.Check(runId, "run id")).ConfigureAwait(false);
+        if (outcome < 0) throw new RedflowException($"Run {runId} does not exist (or its retention has passed).");
+        return new RunHandle(this, runId);
     }
 
     public async ValueTask DisposeAsync()

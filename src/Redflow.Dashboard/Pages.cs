@@ -12,7 +12,7 @@ namespace Redflow.Dashboard;
 internal sealed class Ui(string basePath, RedflowDashboardOptions options)
 {
     /// <summary>The actions on one run, each a confirmation page (GET) and a POST.</summary>
-    public static readonly string[] Actions = ["cancel", "rerun"];
+    public static readonly string[] Actions = ["cancel", "rerun", "resume"];
 
     /// <summary>Runs per page unless the query's <c>limit</c> says otherwise.</summary>
     private const int DefaultPageSize = 50;
@@ -241,6 +241,8 @@ internal sealed class Ui(string basePath, RedflowDashboardOptions options)
         {
             var scope = $"workflow={Uri.EscapeDataString(workflow)}&status={status}";
             allLinks.Append($"<a class=\"button\" id=\"rerun-all\" href=\"{basePath}/bulk?action=rerun&{E(scope)}\">Rerun all {status.Value.ToString().ToLowerInvariant()} of {E(workflow)}…</a>");
+            if (status is RunStatus.Failed or RunStatus.Canceled)
+                allLinks.Append($"<a class=\"button\" id=\"resume-all\" href=\"{basePath}/bulk?action=resume&{E(scope)}\">Resume all {status.Value.ToString().ToLowerInvariant()} of {E(workflow)}…</a>");
             if (!IsTerminal(status.Value))
                 allLinks.Append($"<a class=\"button danger\" id=\"cancel-all\" href=\"{basePath}/bulk?action=cancel&{E(scope)}\">Cancel all {status.Value.ToString().ToLowerInvariant()} of {E(workflow)}…</a>");
         }
@@ -265,7 +267,7 @@ internal sealed class Ui(string basePath, RedflowDashboardOptions options)
               <button type="submit" id="filter">Filter</button> <a href="{basePath}/runs">clear</a>
             </form>
             <form method="get" action="{basePath}/bulk" id="bulk">
-            {(select ? $"<div class=\"actions\"><button name=\"action\" value=\"rerun\" id=\"rerun-selected\">Rerun selected…</button><button name=\"action\" value=\"cancel\" id=\"cancel-selected\" class=\"danger\">Cancel selected…</button>{allLinks}</div>" : "")}
+            {(select ? $"<div class=\"actions\"><button name=\"action\" value=\"rerun\" id=\"rerun-selected\">Rerun selected…</button><button name=\"action\" value=\"resume\" id=\"resume-selected\">Resume selected…</button><button name=\"action\" value=\"cancel\" id=\"cancel-selected\" class=\"danger\">Cancel selected…</button>{allLinks}</div>" : "")}
             <div id="runs-live" data-live>{table}
             <p><span class="muted" id="shown">{shown}</span> {pager}</p></div>
             </form>
@@ -299,7 +301,8 @@ internal sealed class Ui(string basePath, RedflowDashboardOptions options)
         if (!options.ReadOnly)
         {
             if (!IsTerminal(run.Status)) actions.Append($"<a id=\"cancel\" href=\"{basePath}/runs/{U(id)}/cancel\">Cancel…</a> ");
-            actions.Append($"<a id=\"rerun\" href=\"{basePath}/runs/{U(id)}/rerun\">Rerun…</a>");
+            actions.Append($"<a id=\"rerun\" href=\"{basePath}/runs/{U(id)}/rerun\">Rerun…</a> ");
+            if (run.Status is RunStatus.Failed or RunStatus.Canceled) actions.Append($"<a id=\"resume\" href=\"{basePath}/runs/{U(id)}/resume\">Resume…</a>");
         }
         var current = "";
         if (run.Status == RunStatus.Running)
@@ -433,7 +436,10 @@ internal sealed class Ui(string basePath, RedflowDashboardOptions options)
         if (!options.ReadOnly)
         {
             if (meta.RunCounts.GetValueOrDefault(RunStatus.Failed) > 0)
+            {
                 bulk.Append($"<a class=\"button\" id=\"rerun-all-failed\" href=\"{basePath}/bulk?action=rerun&amp;workflow={U(name)}&amp;status=Failed\">Rerun all failed…</a>");
+                bulk.Append($"<a class=\"button\" id=\"resume-all-failed\" href=\"{basePath}/bulk?action=resume&amp;workflow={U(name)}&amp;status=Failed\">Resume all failed…</a>");
+            }
             foreach (var s in new[] { RunStatus.Queued, RunStatus.Scheduled })
                 if (meta.RunCounts.GetValueOrDefault(s) > 0)
                     bulk.Append($"<a class=\"button danger\" href=\"{basePath}/bulk?action=cancel&amp;workflow={U(name)}&amp;status={s}\">Cancel all {s.ToString().ToLowerInvariant()}…</a>");
@@ -550,8 +556,14 @@ internal sealed class Ui(string basePath, RedflowDashboardOptions options)
     {
         var run = await Client(http).GetRunAsync(id, http.RequestAborted);
         if (run is null) return NotFound(http, id);
-        var what = action == "cancel" ? "cancel this run (a running run's handler is told to stop)" : "start a new run of the same workflow with the same input";
-        var note = action == "cancel" && IsTerminal(run.Status) ? $"<p class=\"notice\">This run is {Status(run.Status)} already: cancel will change nothing.</p>" : "";
+        var what = action switch
+        {
+            "cancel" => "cancel this run (a running run's handler is told to stop)",
+            "resume" => "take this run back to its queue as the same run: its recorded steps are kept and it gets a fresh budget of attempts",
+            _ => "start a new run of the same workflow with the same input",
+        };
+        var note = action == "cancel" && IsTerminal(run.Status) ? $"<p class=\"notice\">This run is {Status(run.Status)} already: cancel will change nothing.</p>"
+            : action == "resume" && run.Status is not (RunStatus.Failed or RunStatus.Canceled) ? $"<p class=\"notice\">This run is {Status(run.Status)}: only a failed or canceled run is resumed; resume will change nothing.</p>" : "";
         var body = $"""
             {note}<p>This will {what}: <a href="{basePath}/runs/{U(id)}"><code>{E(id)}</code></a> ({E(run.Workflow)}, {Status(run.Status)}).</p>
             <form method="post" action="{basePath}/runs/{U(id)}/{action}">
@@ -578,6 +590,13 @@ internal sealed class Ui(string basePath, RedflowDashboardOptions options)
             }
             return Results.Redirect($"{basePath}/runs/{Uri.EscapeDataString(id)}");
         }
+        if (action == "resume")
+        {
+            if (run.Status is not (RunStatus.Failed or RunStatus.Canceled))
+                return Html(http, $"Run {id}", $"<p id=\"problem\">Run <a href=\"{basePath}/runs/{U(id)}\"><code>{E(id)}</code></a> is {Status(run.Status)}: only a failed or canceled run is resumed; nothing was changed.</p>", 409);
+            await client.ResumeRunAsync(id, http.RequestAborted);
+            return Results.Redirect($"{basePath}/runs/{Uri.EscapeDataString(id)}");
+        }
         var handle = await client.RerunAsync(id, http.RequestAborted);
         return Results.Redirect($"{basePath}/runs/{Uri.EscapeDataString(handle.RunId)}");
     }
@@ -585,7 +604,7 @@ internal sealed class Ui(string basePath, RedflowDashboardOptions options)
     public async Task<IResult> ConfirmBulkAsync(HttpContext http)
     {
         var action = Str(http, "action");
-        if (action is not ("rerun" or "cancel")) throw new BadQueryException($"action '{action}' is not rerun or cancel.");
+        if (action is not ("rerun" or "cancel" or "resume")) throw new BadQueryException($"action '{action}' is not rerun, resume or cancel.");
         var client = Client(http);
         var ids = http.Request.Query["id"].OfType<string>().Where(i => i.Length > 0).Distinct(StringComparer.Ordinal).ToList();
         string scope;
@@ -604,7 +623,12 @@ internal sealed class Ui(string basePath, RedflowDashboardOptions options)
         }
         var n = ids.Count;
         var plural = n == 1 ? "1 run" : $"{n} runs";
-        var what = action == "rerun" ? $"start {plural} again (a new run of each, same workflow and input)" : $"cancel {plural}";
+        var what = action switch
+        {
+            "rerun" => $"start {plural} again (a new run of each, same workflow and input)",
+            "resume" => $"resume {plural} (each the same run, from where it stopped; runs not failed or canceled are left as they are)",
+            _ => $"cancel {plural}",
+        };
         var body = n == 0 ? "<p id=\"count\" data-count=\"0\">No runs match: nothing to do.</p>" : $"""
             <p id="count" data-count="{n}">This will {what}: {scope}.</p>
             <form method="post" action="{basePath}/bulk">
@@ -624,7 +648,7 @@ internal sealed class Ui(string basePath, RedflowDashboardOptions options)
         if (await Invalid(http) is { } bad) return bad;
         var form = await http.Request.ReadFormAsync(http.RequestAborted);
         var action = form["action"].ToString();
-        if (action is not ("rerun" or "cancel")) throw new BadQueryException($"action '{action}' is not rerun or cancel.");
+        if (action is not ("rerun" or "cancel" or "resume")) throw new BadQueryException($"action '{action}' is not rerun, resume or cancel.");
         var ids = form["id"].OfType<string>().Distinct(StringComparer.Ordinal).Take(MaxBulk).ToList();
         var client = Client(http);
         var done = new List<string>();
@@ -633,15 +657,20 @@ internal sealed class Ui(string basePath, RedflowDashboardOptions options)
         {
             if (action == "cancel")
                 (await client.CancelRunAsync(id, "canceled from the dashboard (bulk)", http.RequestAborted) ? done : unchanged).Add(id);
-            else if (await client.GetRunAsync(id, http.RequestAborted) is null) unchanged.Add(id);
+            else if (await client.GetRunAsync(id, http.RequestAborted) is not { } run) unchanged.Add(id);
+            else if (action == "resume")
+            {
+                if (run.Status is RunStatus.Failed or RunStatus.Canceled) done.Add((await client.ResumeRunAsync(id, http.RequestAborted)).RunId);
+                else unchanged.Add(id);
+            }
             else done.Add((await client.RerunAsync(id, http.RequestAborted)).RunId);
         }
-        var verb = action == "rerun" ? "Started again" : "Canceled";
+        var verb = action switch { "rerun" => "Started again", "resume" => "Resumed", _ => "Canceled" };
         var body = $"""
             <p id="result" data-done="{done.Count}" data-unchanged="{unchanged.Count}">{verb}: {done.Count} of {ids.Count}.{(unchanged.Count > 0 ? $" {unchanged.Count} unchanged (finished already, or gone)." : "")}</p>
-            {(done.Count > 0 ? $"<h2>{(action == "rerun" ? "New runs" : "Canceled")}</h2><p>{string.Join(" ", done.Select(i => $"<a class=\"run\" href=\"{basePath}/runs/{U(i)}\">{E(i)}</a>"))}</p>" : "")}
+            {(done.Count > 0 ? $"<h2>{(action switch { "rerun" => "New runs", "resume" => "Resumed", _ => "Canceled" })}</h2><p>{string.Join(" ", done.Select(i => $"<a class=\"run\" href=\"{basePath}/runs/{U(i)}\">{E(i)}</a>"))}</p>" : "")}
             <p><a href="{basePath}/runs">Back to the runs</a></p>
             """;
-        return Html(http, action == "rerun" ? "Rerun done" : "Cancel done", body);
+        return Html(http, action switch { "rerun" => "Rerun done", "resume" => "Resume done", _ => "Cancel done" }, body);
     }
 }

@@ -26,7 +26,12 @@ public sealed class PageTiming(ITestOutputHelper output) : DashboardTest
         }));
         output.WriteLine($"seeded {count:N0} runs in {seeding.Elapsed.TotalSeconds:0.0} s");
 
-        foreach (var path in new[] { "/runs", "/runs?workflow=checkout&offset=5000", "/runs?status=Scheduled&offset=5000", "/" })
+        var some = (await Client.ListRunsAsync(new ListRunsParams { Limit = 1, Offset = count / 2 }))[0].Id;
+        foreach (var path in new[]
+                 {
+                     "/runs", "/runs?workflow=checkout&offset=5000", "/runs?status=Scheduled&offset=5000", "/runs?window=1h",
+                     $"/runs?q={some}", "/runs?queue=default", $"/runs/{some}", "/", "/workflows", "/workflows/checkout", "/queues", "/workers",
+                 })
         {
             var first = await TimeAsync(path);
             var times = new List<double>();

@@ -142,4 +142,36 @@ public sealed class SafetyAndErrorTests : DashboardTest
         var reruns = (await Client.ListRunsAsync(new ListRunsParams { Workflow = "checkout", Limit = 100 })).Where(r => r.RerunOf is not null).ToList();
         Assert.Equal(failed.Order(), reruns.Select(r => r.RerunOf!).Order());
     }
+
+    [Fact]
+    public async Task Resume_of_a_failed_run_goes_through_its_confirmation_and_in_bulk_says_how_many()
+    {
+        await StartWorkerAsync("resume-app", Checkout);
+        var failed = await Client.EmitWorkflowAsync(Checkout, new Order("bad", -1));
+        await Assert.ThrowsAsync<RunFailedException>(() => failed.ResultAsync(Generous));
+        var before = (await Client.GetRunAsync(failed.RunId))!;
+        var page = await GetPageAsync($"/runs/{failed.RunId}");
+        Assert.Contains($"<a id=\"resume\" href=\"/redflow/runs/{failed.RunId}/resume\">", page);
+        var confirm = await GetPageAsync($"/runs/{failed.RunId}/resume");
+        Assert.Contains("as the same run", confirm);
+        using (var response = await PostFormAsync(FormAction(confirm), [AntiforgeryField(confirm)]))
+        {
+            Assert.Equal(HttpStatusCode.Redirect, response.StatusCode);
+            Assert.Equal($"/redflow/runs/{failed.RunId}", response.Headers.Location?.ToString());
+        }
+        // The handler fails again at once (a negative amount); the record shows the resume and the fresh attempt.
+        await EventuallyAsync(async () => (await Client.GetRunAsync(failed.RunId))! is { Status: RunStatus.Failed } r && r.Resumes > before.Resumes, "the resumed run failed again");
+        Assert.Equal(before.Attempt + 1, (await Client.GetRunAsync(failed.RunId))!.Attempt);
+
+        var bulk = await GetPageAsync("/bulk?action=resume&workflow=checkout&status=Failed");
+        Assert.Contains("data-count=\"1\"", bulk);
+        Assert.Contains("Yes, resume 1 run", bulk);
+
+        var ok = await Client.EmitWorkflowAsync(Checkout, new Order("ok", 1));
+        await ok.ResultAsync(Generous);
+        var noop = await GetPageAsync($"/runs/{ok.RunId}/resume");
+        Assert.Contains("resume will change nothing", noop);
+        using var conflict = await PostFormAsync(FormAction(noop), [AntiforgeryField(noop)]);
+        Assert.Equal(HttpStatusCode.Conflict, conflict.StatusCode);
+    }
 }

@@ -6,6 +6,16 @@ namespace Redflow.Protocol;
 /// <summary>Read-only queries of the dashboard and the CLI: leases, idempotency keys, queues per workflow, slots in use.</summary>
 internal sealed partial class RedisStore
 {
+    /// <summary>
+    /// An operator's resume (resume.lua): a failed or canceled run back to queued as the same run. Returns 1 when resumed,
+    /// 0 when the run is not failed or canceled (and its status), -1 for an unknown run.
+    /// </summary>
+    public async Task<(int Outcome, string? Status)> ResumeAsync(string runId)
+    {
+        var r = (RedisResult[])(await CallAsync(ScriptLibrary.Resume, runId).ConfigureAwait(false))!;
+        return ((int)r[0], r.Length > 1 ? (string?)r[1] : null);
+    }
+
     /// <summary>Who holds a running run's lease and until when (null when it is not running).</summary>
     public async Task<RunLease?> GetLeaseAsync(string runId)
     {

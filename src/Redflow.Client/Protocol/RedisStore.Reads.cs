@@ -48,6 +48,13 @@ internal sealed partial class RedisStore
                 .OrderByDescending(e => e.Score).ThenByDescending(e => (string)e.Element!, StringComparer.Ordinal);
             ids = filterInMemory ? [.. merged.Take(window).Select(e => e.Element)] : [.. merged.Skip(p.Offset).Take(p.Limit).Select(e => e.Element)];
         }
+        if (p is { Queue: { } onQueue, ParentRunId: null })
+        {
+            // The window's queues (one field each), then whole records for the page only.
+            var queues = await Task.WhenAll(ids.Select(id => Db.HashGetAsync(Keys.Run((string)id!), "queue"))).ConfigureAwait(false);
+            var page = ids.Where((_, i) => (string?)queues[i] == onQueue).Skip(p.Offset).Take(p.Limit);
+            return [.. (await Task.WhenAll(page.Select(id => GetRunAsync(id!))).ConfigureAwait(false)).OfType<RunRecord>()];
+        }
         var runs = await Task.WhenAll(ids.Select(id => GetRunAsync(id!))).ConfigureAwait(false);
         IEnumerable<RunRecord> found = runs.OfType<RunRecord>();
         if (filterInMemory)

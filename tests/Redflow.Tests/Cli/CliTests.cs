@@ -236,6 +236,17 @@ public sealed class CliTests : WorkerTest
         Assert.Contains("(none)", (await Redflow("runs", "list", "--parent", parentId)).Out);
         Assert.Equal(ExitCodes.Usage, (await Redflow("runs", "list", "--before", "notadate")).Code);
 
+        // Resume: only a failed or canceled run.
+        var notResumable = await Redflow("runs", "resume", parentId);
+        Assert.Equal(ExitCodes.NotFound, notResumable.Code);
+        Assert.Contains("nothing was changed", notResumable.Err);
+        Assert.Equal(ExitCodes.Ok, (await Redflow("runs", "cancel", delayed.Id)).Code);
+        var resumed = await Redflow("runs", "resume", delayed.Id);
+        Assert.Equal(ExitCodes.Ok, resumed.Code);
+        Assert.Contains("Resumed", resumed.Out);
+        Assert.NotEqual(RunStatus.Canceled, (await RunAsync(delayed.Id)).Status); // back in its queue (or run already)
+        Assert.Equal(ExitCodes.NotFound, (await Redflow("runs", "resume", "run_nope")).Code);
+
         // Cancel of a finished run says nothing was changed.
         var cancel = await Redflow("runs", "cancel", parentId);
         Assert.Equal(ExitCodes.NotFound, cancel.Code);

@@ -242,7 +242,7 @@ public sealed class WaitTests : WorkerTest
         Assert.Equal(RunStatus.Canceled, (await RunAsync(a.RunId)).Status);
         Assert.Equal(RunStatus.Canceled, (await RunAsync(b.RunId)).Status);
         var db = TestEnv.Db;
-        var keys = new Protocol.Keys(Prefix);
+        var keys = new Redflow.Protocol.Keys(Prefix);
         Assert.False(await db.KeyExistsAsync(keys.RunWaits(a.RunId)));
         Assert.Null(await db.SortedSetScoreAsync(keys.Waits, a.RunId));
         Assert.False(await db.KeyExistsAsync(keys.EventWaiters("never", "k")));
