@@ -17,6 +17,12 @@ public sealed record RunLease(string Node, string? App, DateTimeOffset? Deadline
 /// <param name="Waiting">Its runs suspended on a wait (all queues).</param>
 public sealed record QueueWorkflowStats(string Queue, string Workflow, long Ready, long Scheduled, long Running, long Waiting);
 
+/// <summary>A failed attempt of a run that was retried (its attempt history; the error a run ended with is <see cref="RunRecord.Error"/>).</summary>
+/// <param name="Attempt">The attempt that failed, 1-based.</param>
+/// <param name="FailedAt">When it failed (Redis clock).</param>
+/// <param name="Error">Its error, with the stack trace.</param>
+public sealed record FailedAttempt(int Attempt, DateTimeOffset FailedAt, RunError Error);
+
 /// <summary>
 /// Inspection reads beyond <see cref="IRedflowClient"/>'s own, for dashboards and tools: lease holders, idempotency
 /// keys, per-workflow queue counts, leases per worker. They need a client made by <see cref="RedflowClient.Create(RedflowClientOptions)"/>.
@@ -59,6 +65,17 @@ public static class RedflowInspection
     {
         var store = await StoreAsync(client).ConfigureAwait(false);
         return await store.LeasesPerNodeAsync().WaitAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>The failed attempts of a run that were retried, oldest first (empty for a run that never retried).</summary>
+    /// <param name="client">A client made by <see cref="RedflowClient"/>.</param>
+    /// <param name="runId">The run id.</param>
+    /// <param name="cancellationToken">Stops waiting for Redis.</param>
+    public static async Task<IReadOnlyList<FailedAttempt>> GetFailedAttemptsAsync(this IRedflowClient client, string runId, CancellationToken cancellationToken = default)
+    {
+        var store = await StoreAsync(client).ConfigureAwait(false);
+        var attempts = await store.GetAttemptErrorsAsync(Names.Check(runId, "run id")).WaitAsync(cancellationToken).ConfigureAwait(false);
+        return attempts.Select(a => new FailedAttempt(a.Attempt, a.FailedAt, a.Error)).ToList();
     }
 
     private static Task<RedisStore> StoreAsync(IRedflowClient client)

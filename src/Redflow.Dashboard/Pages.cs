@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Text;
+using System.Text.Json;
 using Microsoft.AspNetCore.Antiforgery;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.DependencyInjection;
@@ -12,7 +13,7 @@ namespace Redflow.Dashboard;
 internal sealed class Ui(string basePath, RedflowDashboardOptions options)
 {
     /// <summary>The actions on one run, each a confirmation page (GET) and a POST.</summary>
-    public static readonly string[] Actions = ["cancel", "rerun", "resume"];
+    public static readonly string[] Actions = ["cancel", "rerun", "resume", "signal"];
 
     /// <summary>Runs per page unless the query's <c>limit</c> says otherwise.</summary>
     private const int DefaultPageSize = 50;
@@ -293,7 +294,9 @@ internal sealed class Ui(string basePath, RedflowDashboardOptions options)
         var stepsTask = client.GetRunStepsAsync(id, ct);
         var childrenTask = client.ListRunsAsync(new ListRunsParams { ParentRunId = id, Limit = 100 }, ct);
         var leaseTask = run.Status == RunStatus.Running ? client.GetRunLeaseAsync(id, ct) : Task.FromResult<RunLease?>(null);
+        var attemptsTask = run.Attempt > 1 ? client.GetFailedAttemptsAsync(id, ct) : Task.FromResult<IReadOnlyList<FailedAttempt>>([]);
         var steps = await stepsTask;
+        var attempts = await attemptsTask;
         var children = await childrenTask;
         var lease = await leaseTask;
         string Link(string runId) => $"<a href=\"{basePath}/runs/{U(runId)}\">{E(runId)}</a>";
@@ -302,7 +305,8 @@ internal sealed class Ui(string basePath, RedflowDashboardOptions options)
         {
             if (!IsTerminal(run.Status)) actions.Append($"<a id=\"cancel\" href=\"{basePath}/runs/{U(id)}/cancel\">Cancel…</a> ");
             actions.Append($"<a id=\"rerun\" href=\"{basePath}/runs/{U(id)}/rerun\">Rerun…</a> ");
-            if (run.Status is RunStatus.Failed or RunStatus.Canceled) actions.Append($"<a id=\"resume\" href=\"{basePath}/runs/{U(id)}/resume\">Resume…</a>");
+            if (run.Status is RunStatus.Failed or RunStatus.Canceled) actions.Append($"<a id=\"resume\" href=\"{basePath}/runs/{U(id)}/resume\">Resume…</a> ");
+            if (!IsTerminal(run.Status)) actions.Append($"<a id=\"signal\" href=\"{basePath}/runs/{U(id)}/signal\">Send a signal…</a>");
         }
         var current = "";
         if (run.Status == RunStatus.Running)
@@ -327,11 +331,13 @@ internal sealed class Ui(string basePath, RedflowDashboardOptions options)
                 ["Parent", run.ParentRunId is { } p ? Link(p) : "-"], ["Rerun of", run.RerunOf is { } o ? Link(o) : "-"],
                 ["Idempotency key", E(run.IdempotencyKey)], ["Cancel reason", E(run.CancelReason)],
             })}
+            {(run.Waits.Count == 0 ? "" : $"<h2>Waiting on</h2>{Table(["Step", "Kind", "Name", "Key", "Until"], run.Waits.Select(w => new[] { E(w.Step), E(w.Kind.ToString().ToLowerInvariant()), w.Kind == WaitKind.Child && w.Name is { } c ? Link(c) : E(w.Name), E(w.Key), w.Until is { } u ? Time(u, now) : "-" }), "waits")}")}
             <h2>Timeline</h2>
             {Timeline(run, steps, children, now)}
             <h2>Input</h2>{Json(run.Input, "input")}
             {(run.Output is { } output ? $"<h2>Output</h2>{Json(output, "output")}" : "")}
             {(run.Error is { } error ? $"<h2>Error</h2><pre id=\"error\">{E(error.Type)}: {E(error.Message)}\n{E(error.StackTrace)}</pre>" : "")}
+            {(attempts.Count == 0 ? "" : $"<h2>Failed attempts</h2>{Table(["Attempt", "Failed", "Error"], attempts.Select(a => new[] { $"{a.Attempt}", Time(a.FailedAt, now), $"<details><summary><code>{E($"{a.Error.Type}: {a.Error.Message}")}</code></summary><pre>{E(a.Error.StackTrace)}</pre></details>" }), "attempts")}")}
             <h2>Steps</h2>
             {Table(["Step", "Status", "Attempt", "Started", "Duration", "Result"], steps.Select(x => new[]
             {
@@ -556,6 +562,7 @@ internal sealed class Ui(string basePath, RedflowDashboardOptions options)
     {
         var run = await Client(http).GetRunAsync(id, http.RequestAborted);
         if (run is null) return NotFound(http, id);
+        if (action == "signal") return SignalForm(http, run, null, null, null);
         var what = action switch
         {
             "cancel" => "cancel this run (a running run's handler is told to stop)",
@@ -575,6 +582,25 @@ internal sealed class Ui(string basePath, RedflowDashboardOptions options)
         return Html(http, $"{char.ToUpperInvariant(action[0])}{action[1..]} run {id}?", body);
     }
 
+    /// <summary>The form that sends a signal to a run: the signal's name (the run's first signal wait, if it waits on one) and a JSON payload.</summary>
+    private IResult SignalForm(HttpContext http, RunRecord run, string? signal, string? payload, string? problem)
+    {
+        signal ??= run.Waits.FirstOrDefault(w => w.Kind == WaitKind.Signal)?.Name ?? "";
+        var body = $"""
+            {(problem is null ? "" : $"<p id=\"problem\" class=\"notice\">{E(problem)}</p>")}
+            <p>Send a signal to <a href="{basePath}/runs/{U(run.Id)}"><code>{E(run.Id)}</code></a> ({E(run.Workflow)}, {Status(run.Status)}). It is buffered with the run
+            and taken by the next wait for that signal (<code>WaitForSignalAsync</code>), in the order sent.</p>
+            <form method="post" action="{basePath}/runs/{U(run.Id)}/signal">
+              {Token(http)}
+              <p><label>Signal <input name="signal" id="signal-name" required value="{E(signal)}"></label></p>
+              <p><label>Payload (JSON, empty for null)<br><textarea name="payload" id="signal-payload" rows="6" cols="60">{E(payload)}</textarea></label></p>
+              <button type="submit" id="confirm">Yes, send the signal</button>
+              <a href="{basePath}/runs/{U(run.Id)}">No, go back</a>
+            </form>
+            """;
+        return Html(http, $"Signal run {run.Id}", body, problem is null ? 200 : 400);
+    }
+
     public async Task<IResult> ActAsync(HttpContext http, string id, string action)
     {
         if (await Invalid(http) is { } bad) return bad;
@@ -588,6 +614,27 @@ internal sealed class Ui(string basePath, RedflowDashboardOptions options)
                 var now = await client.GetRunAsync(id, http.RequestAborted) ?? run;
                 return Html(http, $"Run {id}", $"<p id=\"problem\">Run <a href=\"{basePath}/runs/{U(id)}\"><code>{E(id)}</code></a> is {Status(now.Status)} already: nothing was changed.</p>", 409);
             }
+            return Results.Redirect($"{basePath}/runs/{Uri.EscapeDataString(id)}");
+        }
+        if (action == "signal")
+        {
+            var form = await http.Request.ReadFormAsync(http.RequestAborted);
+            string signal = form["signal"].ToString().Trim(), payload = form["payload"].ToString();
+            JsonElement? value = null;
+            if (payload.Trim().Length > 0)
+            {
+                try { value = JsonDocument.Parse(payload).RootElement.Clone(); }
+                catch (JsonException ex) { return SignalForm(http, run, signal, payload, $"The payload is not valid JSON: {ex.Message}"); }
+            }
+            try
+            {
+                if (!await client.SignalRunAsync(id, signal, value, http.RequestAborted))
+                {
+                    var now = await client.GetRunAsync(id, http.RequestAborted) ?? run;
+                    return Html(http, $"Run {id}", $"<p id=\"problem\">Run <a href=\"{basePath}/runs/{U(id)}\"><code>{E(id)}</code></a> is {Status(now.Status)} already: nothing was sent.</p>", 409);
+                }
+            }
+            catch (ArgumentException ex) { return SignalForm(http, run, signal, payload, ex.Message); }
             return Results.Redirect($"{basePath}/runs/{Uri.EscapeDataString(id)}");
         }
         if (action == "resume")

@@ -75,6 +75,57 @@ public sealed class ActionTests : DashboardTest
     }
 
     [Fact]
+    public async Task A_waiting_run_shows_its_waits_and_a_signal_sent_from_its_page_resumes_it()
+    {
+        var approval = Workflows.Define<Order, string>("dash-approval", async ctx =>
+        {
+            var by = await ctx.Step.WaitForSignalAsync<string>("approval", "approve", new WaitOptions { Timeout = TimeSpan.FromHours(1) });
+            return $"approved by {by}";
+        }, new WorkflowOptions { MaxConcurrency = 5 });
+        await StartWorkerAsync("action-app", approval);
+        var handle = await Client.EmitWorkflowAsync("dash-approval", new Order("o", 1));
+        await EventuallyAsync(async () => (await Client.GetRunAsync(handle.RunId))!.Status == RunStatus.Waiting, "the run waits");
+
+        var page = await GetPageAsync($"/runs/{handle.RunId}");
+        Assert.Contains("<h2>Waiting on</h2>", page);
+        Assert.Contains("<td>approval</td><td>signal</td><td>approve</td>", page);
+        Assert.Contains($"<a id=\"signal\" href=\"/redflow/runs/{handle.RunId}/signal\">", page);
+        var form = await GetPageAsync($"/runs/{handle.RunId}/signal");
+        Assert.Contains("value=\"approve\"", form); // the signal it waits on, filled in
+        var token = AntiforgeryField(form);
+        using (var noToken = await PostFormAsync(FormAction(form), [new("signal", "approve"), new("payload", "\"eve\"")]))
+            Assert.Equal(HttpStatusCode.BadRequest, noToken.StatusCode);
+        using (var badJson = await PostFormAsync(FormAction(form), [token, new("signal", "approve"), new("payload", "{oops")]))
+        {
+            Assert.Equal(HttpStatusCode.BadRequest, badJson.StatusCode);
+            Assert.Contains("not valid JSON", await badJson.Content.ReadAsStringAsync());
+        }
+        Assert.Equal(RunStatus.Waiting, (await Client.GetRunAsync(handle.RunId))!.Status); // nothing was sent
+        using (var ok = await PostFormAsync(FormAction(form), [token, new("signal", "approve"), new("payload", "\"eve\"")]))
+            Assert.Equal(HttpStatusCode.Redirect, ok.StatusCode);
+        Assert.Equal("approved by eve", await handle.ResultAsync<string>(Generous));
+        using (var late = await PostFormAsync(FormAction(form), [token, new("signal", "approve"), new("payload", "1")]))
+            Assert.Equal(HttpStatusCode.Conflict, late.StatusCode); // finished: nothing was sent
+    }
+
+    [Fact]
+    public async Task A_run_that_failed_before_it_succeeded_shows_its_failed_attempts()
+    {
+        var tries = 0;
+        var flaky = Workflows.Define<Order, int>("dash-flaky", async ctx =>
+            Interlocked.Increment(ref tries) < 3 ? throw new InvalidOperationException($"try {tries}") : 1,
+            new WorkflowOptions { MaxConcurrency = 5, Retry = new RetryPolicy { InitialDelay = TimeSpan.FromMilliseconds(20) } });
+        await StartWorkerAsync("action-app", flaky);
+        var handle = await Client.EmitWorkflowAsync("dash-flaky", new Order("o", 1));
+        Assert.Equal(1, await handle.ResultAsync<int>(Generous));
+        var page = await GetPageAsync($"/runs/{handle.RunId}");
+        Assert.Contains("<h2>Failed attempts</h2>", page);
+        Assert.Contains("System.InvalidOperationException: try 1", page);
+        Assert.Contains("System.InvalidOperationException: try 2", page);
+        Assert.DoesNotContain("<h2>Error</h2>", page); // it succeeded: it ended with no error
+    }
+
+    [Fact]
     public async Task Rerun_of_an_unknown_run_is_a_404()
     {
         await GetPageAsync("/runs/run_gone/rerun", HttpStatusCode.NotFound);
