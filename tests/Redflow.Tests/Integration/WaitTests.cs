@@ -171,6 +171,9 @@ public sealed class WaitTests : WorkerTest
         var handle = await Client.EmitWorkflowAsync("fan-out", null);
         Assert.Equal(Enumerable.Range(1, 10).Select(i => i * i), (await handle.ResultAsync(Generous)).Deserialize<int[]>()!);
         Assert.True(most > 1, $"at most {most} child ran at once");
+        // A child's step spans the wait: from when the parent started waiting to the child's end (each child works 300 ms).
+        foreach (var step in await Client.GetRunStepsAsync(handle.RunId))
+            Assert.True(step.FinishedAt - step.StartedAt >= TimeSpan.FromMilliseconds(300), $"step {step.Name} spans {step.FinishedAt - step.StartedAt}");
     }
 
     [Fact]
