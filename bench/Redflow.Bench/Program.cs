@@ -1,6 +1,8 @@
 // Redflow benchmark: the workloads of docs/benchmarks.md against one Redis (bench/run.sh starts a fresh one).
-// Usage: Redflow.Bench <redis-url> [--quick] [--only <workload>]. Prints one machine-readable line per workload:
+// Usage: Redflow.Bench <redis-url> [--quick] [--only <workload>] [--waits]. Prints one machine-readable line per workload:
 //   redflow <workload> key=value ...
+// --waits runs the durable-wait workloads instead (waits_memory, sleep_lateness, signal_resume), each beside the
+// single-step throughput measured in the same process, just before and just after.
 using System.Collections.Concurrent;
 using System.Diagnostics;
 using Redflow;
@@ -15,11 +17,27 @@ var db = mux.GetDatabase();
 var warmUpRuns = quick ? 5_000 : 20_000;
 var warmUpSettle = TimeSpan.FromSeconds(3);
 var only = Array.IndexOf(args, "--only") is var o and >= 0 ? args[o + 1] : null;
+var waits = args.Contains("--waits");
 bool Run(string workload) => only is null || only == workload;
 // Every system first runs unmeasured warm-up batches in the same process, so the figures are of a warmed-up engine
 // (the runtime's tiered JIT has compiled the hot paths), not of its first seconds.
 await Throughput(null, 0, warmUpRuns);
 await Throughput(null, 1, warmUpRuns / 4);
+if (waits)
+{
+    await SignalResume(null, 1_000); // the wait, suspend, signal and resume paths compiled too
+    await Task.Delay(warmUpSettle);
+    var n = quick ? 2_000 : 10_000;
+    if (Run("signal_resume"))
+    {
+        await Throughput("throughput_1step", steps: 1, n: quick ? 5_000 : 20_000);
+        await SignalResume("signal_resume", n);
+        await Throughput("throughput_1step_after", steps: 1, n: quick ? 5_000 : 20_000);
+    }
+    if (Run("sleep_lateness")) await SleepLateness(n, lead: TimeSpan.FromSeconds(quick ? 8 : 20));
+    if (Run("waits_memory")) await WaitsMemory(quick ? 10_000 : 100_000);
+    return;
+}
 await Task.Delay(warmUpSettle); // the background tier-1 compiles of the hot path finish
 if (Run("throughput_nostep")) await Throughput("throughput_nostep", steps: 0, n: quick ? 5_000 : 20_000);
 if (Run("throughput_1step")) await Throughput("throughput_1step", steps: 1, n: quick ? 5_000 : 20_000);
@@ -145,12 +163,132 @@ async Task Memory(int inFlight)
     Print("memory", ("runs_in_flight", inFlight), ("peak_working_set_mb", peak / 1e6), ("baseline_mb", baseline / 1e6), ("heap_mb", heap / 1e6));
 }
 
+// n runs that wait on a signal; once all are Waiting, one signal each (64 in flight); resumed runs/s from the
+// first signal until the last run succeeded. Each run: claim, wait (suspends), then signal, claim, complete.
+async Task SignalResume(string? name, int n)
+{
+    var prefix = Prefix();
+    var wf = Workflows.Define("sig", async ctx => await ctx.Step.WaitForSignalAsync<string>("w", "go"),
+        new WorkflowOptions { MaxConcurrency = 100_000 });
+    await using var client = RedflowClient.Create(new RedflowClientOptions { Url = url, Prefix = prefix });
+    await using var worker = await RedflowWorker.StartAsync(Options(prefix, [wf], 64));
+    var sw = Stopwatch.StartNew();
+    var ids = await EmitMany(client, "sig", n);
+    await WaitFor(prefix, "sig", "waiting", n);
+    var toWaiting = sw.Elapsed;
+    var before = await RedisSample();
+    sw.Restart();
+    var next = -1;
+    var undelivered = 0;
+    await Task.WhenAll(Enumerable.Range(0, 64).Select(async _ =>
+    {
+        for (var i = Interlocked.Increment(ref next); i < n; i = Interlocked.Increment(ref next))
+            if (!await client.SignalRunAsync(ids[i], "go", "ok")) Interlocked.Increment(ref undelivered);
+    }));
+    var sent = sw.Elapsed;
+    await WaitFor(prefix, "sig", "succeeded", n);
+    var el = sw.Elapsed;
+    var after = await RedisSample();
+    if (name is null) return;
+    Print(name, ("runs_per_s", n / el.TotalSeconds), ("runs", n), ("signals_sent_per_s", n / sent.TotalSeconds), ("undelivered", undelivered),
+        ("to_waiting_s", toWaiting.TotalSeconds), ("round_trips", (after.ScriptCalls - before.ScriptCalls) / (double)n),
+        ("redis_cpu_us", (after.CpuSeconds - before.CpuSeconds) * 1e6 / n), ("redis_commands", (after.Commands - before.Commands) / (double)n));
+}
+
+// n runs sleeping until the same instant T (lead ahead of the Redis clock at the start); once all are Waiting, the
+// lateness of each run is when its step after the sleep ran (StepRecord.StartedAt, Redis clock) minus T.
+async Task SleepLateness(int n, TimeSpan lead)
+{
+    var prefix = Prefix();
+    var due = new DateTimeOffset(await server.TimeAsync(), TimeSpan.Zero) + lead;
+    var wf = Workflows.Define("nap", async ctx =>
+    {
+        await ctx.Step.SleepUntilAsync("s", due);
+        return await ctx.Step.RunAsync("after", ct => Task.FromResult(1));
+    }, new WorkflowOptions { MaxConcurrency = 100_000 });
+    var options = Options(prefix, [wf], 64);
+    await using var client = RedflowClient.Create(new RedflowClientOptions { Url = url, Prefix = prefix });
+    await using var worker = await RedflowWorker.StartAsync(options);
+    var ids = await EmitMany(client, "nap", n);
+    await WaitFor(prefix, "nap", "waiting", n, until: due);
+    var waitingAtDue = await db.SortedSetLengthAsync($"{{{prefix}}}:wfstatus:waiting:nap");
+    var margin = due - new DateTimeOffset(await server.TimeAsync(), TimeSpan.Zero);
+    await WaitFor(prefix, "nap", "succeeded", n);
+    var stepLate = new double[n];
+    var finishLate = new double[n];
+    for (var b = 0; b < n; b += 500)
+        await Task.WhenAll(Enumerable.Range(b, Math.Min(500, n - b)).Select(async i =>
+        {
+            var steps = await client.GetRunStepsAsync(ids[i]);
+            stepLate[i] = (steps.Single(s => s.Name == "after").StartedAt!.Value - due).TotalMilliseconds;
+            finishLate[i] = ((await client.GetRunAsync(ids[i]))!.FinishedAt!.Value - due).TotalMilliseconds;
+        }));
+    Array.Sort(stepLate);
+    Array.Sort(finishLate);
+    double P(double[] a, double q) => a[Math.Min(a.Length - 1, (int)(a.Length * q))];
+    Print("sleep_lateness", ("runs", n), ("p50_ms", P(stepLate, 0.5)), ("p99_ms", P(stepLate, 0.99)), ("max_ms", stepLate[^1]),
+        ("min_ms", stepLate[0]), ("within_2s", stepLate.Count(x => x <= 2000)), ("finish_p50_ms", P(finishLate, 0.5)),
+        ("finish_p99_ms", P(finishLate, 0.99)), ("waiting_at_due", waitingAtDue), ("margin_s", margin.TotalSeconds),
+        ("reaper_interval_ms", options.ReaperInterval.TotalMilliseconds));
+}
+
+// n runs that record one step then wait on a signal, and n that record one step then sleep an hour: Redis
+// used_memory before the emit and once all are Waiting, per run. Left waiting, then the database is flushed.
+async Task WaitsMemory(int n)
+{
+    var values = new List<(string, double)> { ("runs", n) };
+    foreach (var kind in new[] { "signal", "sleep" })
+    {
+        var prefix = Prefix();
+        var wf = Workflows.Define("idle", async ctx =>
+        {
+            await ctx.Step.RunAsync("one", ct => Task.FromResult(1));
+            if (kind == "signal") return await ctx.Step.WaitForSignalAsync<string>("w", "go");
+            await ctx.Step.SleepAsync("s", TimeSpan.FromHours(1));
+            return null;
+        }, new WorkflowOptions { MaxConcurrency = 1_000_000 });
+        await using var client = RedflowClient.Create(new RedflowClientOptions { Url = url, Prefix = prefix });
+        await using (var worker = await RedflowWorker.StartAsync(Options(prefix, [wf], 64)))
+        {
+            await client.GetStatsAsync(); // the client's connection and scripts in place before the first sample
+            var before = await UsedMemory();
+            var sw = Stopwatch.StartNew();
+            await EmitMany(client, "idle", n);
+            await WaitFor(prefix, "idle", "waiting", n);
+            var el = sw.Elapsed;
+            await Task.Delay(1000);
+            var after = await UsedMemory();
+            values.Add(($"{kind}_bytes_per_run", (after - before) / (double)n));
+            values.Add(($"{kind}_to_waiting_runs_per_s", n / el.TotalSeconds));
+        }
+    }
+    await server.FlushAllDatabasesAsync();
+    Print("waits_memory", [.. values]);
+}
+
+async Task<long> UsedMemory() =>
+    long.Parse((await server.InfoAsync("memory")).SelectMany(g => g).First(kv => kv.Key == "used_memory").Value);
+
+// n runs emitted, 1,000 at a time; their ids in emit order.
+static async Task<string[]> EmitMany(IRedflowClient client, string workflow, int n)
+{
+    var ids = new List<string>(n);
+    for (var b = 0; b < n; b += 1000)
+        ids.AddRange((await Task.WhenAll(Enumerable.Range(b, Math.Min(1000, n - b)).Select(_ => client.EmitWorkflowAsync(workflow, null)))).Select(h => h.RunId));
+    return [.. ids];
+}
+
 StartWorkerOptions Options(string prefix, WorkflowDefinition[] workflows, int concurrency) =>
     new() { Url = url, Prefix = prefix, Workflows = workflows, Concurrency = concurrency, App = "bench" };
 
-async Task WaitFor(string prefix, string workflow, string status, int n)
+// Until n runs of the workflow have the status (or, given until, the Redis clock passed it).
+async Task WaitFor(string prefix, string workflow, string status, int n, DateTimeOffset? until = null)
 {
-    while (await db.SortedSetLengthAsync($"{{{prefix}}}:wfstatus:{status}:{workflow}") < n) await Task.Delay(5);
+    while (await db.SortedSetLengthAsync($"{{{prefix}}}:wfstatus:{status}:{workflow}") < n)
+    {
+        if (until is { } u && new DateTimeOffset(await server.TimeAsync(), TimeSpan.Zero) >= u) return;
+        await Task.Delay(5);
+    }
 }
 
 // Redis's counters, read before and after a workload: script calls and their time (EVALSHA/EVAL), every command
