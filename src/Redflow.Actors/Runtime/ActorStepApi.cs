@@ -22,26 +22,25 @@ internal sealed class ActorStepApi(IActorRef run, CancellationToken token, Worke
         return await reply.Task.ConfigureAwait(false);
     }
 
-    protected override Task<string> WaitCoreAsync(WaitRequest wait)
+    protected override Task<string> WaitCoreAsync(WaitRequest wait) => Wait(wait, null);
+
+    private Task<string> Wait(WaitRequest wait, Func<Task<string>>? startChild)
     {
         // Not tied to the run's token: a wait ends by its answer, or never (the run suspended); a stopping run's
         // handler is abandoned with it.
         var reply = Replies.New();
-        run.Tell(new RunWait(wait, reply));
+        run.Tell(new RunWait(wait, reply, startChild));
         return reply.Task;
     }
 
     /// <summary>
-    /// Starts the child once (its id is derived from parent, step and attempt, or found by the caller's idempotency
-    /// key), then waits for it like any other wait: a finished child answers at once, else the run suspends and the
-    /// child's end requeues it.
+    /// Waits for a child like any other wait: the RunActor starts it once (its id is derived from parent, step and
+    /// attempt, or found by the caller's idempotency key), unless the step is recorded; a finished child answers at
+    /// once, else the run suspends and the child's end requeues it.
     /// </summary>
-    protected override async Task<string> RunChildAsync(string name, string workflow, object? input, ChildWorkflowOptions options)
-    {
-        var childId = claimed.CachedSteps.ContainsKey(name) ? null
-            : await EmitChildRunAsync(name, workflow, input, options, token).ConfigureAwait(false);
-        return await WaitCoreAsync(new WaitRequest(name, WaitKind.Child, childId) { Relative = options.Timeout }).ConfigureAwait(false);
-    }
+    protected override Task<string> RunChildAsync(string name, string workflow, object? input, ChildWorkflowOptions options) =>
+        Wait(new WaitRequest(name, WaitKind.Child, null) { Relative = options.Timeout },
+            () => EmitChildRunAsync(name, workflow, input, options, token));
 
     private Task<string> EmitChildRunAsync(string name, string workflow, object? input, ChildWorkflowOptions options, CancellationToken ct)
     {
@@ -72,19 +71,23 @@ internal sealed class ActorStepApi(IActorRef run, CancellationToken token, Worke
 /// </summary>
 internal static class Replies
 {
-    /// <summary>A reply whose continuations run synchronously where it is completed: complete it only through <see cref="Run(Action)"/>.</summary>
+    /// <summary>A reply whose continuations run synchronously where it is completed: complete it only through <see cref="Run(Action, IActorRef?)"/>.</summary>
     public static TaskCompletionSource<string> New() => new();
 
-    /// <summary>Runs one completion on the thread pool.</summary>
-    public static void Run(Action complete) => ThreadPool.UnsafeQueueUserWorkItem(static c => c(), complete, preferLocal: false);
-
-    /// <summary>Runs completions on the thread pool, in order, one after the other.</summary>
-    public static void Run(IReadOnlyList<Action> inOrder) => ThreadPool.UnsafeQueueUserWorkItem(static list =>
+    /// <summary>
+    /// Runs completions on the thread pool, in order, one after the other; then tells <paramref name="idle"/> (the
+    /// RunActor) <see cref="HandlerIdle"/>: the handler's code they resumed has run up to its next await.
+    /// </summary>
+    public static void Run(IReadOnlyList<Action> inOrder, IActorRef? idle) => ThreadPool.UnsafeQueueUserWorkItem(static s =>
     {
-        foreach (var complete in list) complete();
-    }, inOrder, preferLocal: false);
+        foreach (var complete in s.inOrder) complete();
+        s.idle?.Tell(HandlerIdle.Instance);
+    }, (inOrder, idle), preferLocal: false);
 
-    public static void Result(TaskCompletionSource<string> reply, string json) => Run(() => reply.TrySetResult(json));
+    /// <summary>Runs one completion on the thread pool (see <see cref="Run(IReadOnlyList{Action}, IActorRef?)"/>).</summary>
+    public static void Run(Action complete, IActorRef? idle = null) => Run([complete], idle);
 
-    public static void Fail(TaskCompletionSource<string> reply, Exception error) => Run(() => reply.TrySetException(error));
+    public static void Result(TaskCompletionSource<string> reply, string json, IActorRef? idle) => Run(() => reply.TrySetResult(json), idle);
+
+    public static void Fail(TaskCompletionSource<string> reply, Exception error, IActorRef? idle = null) => Run(() => reply.TrySetException(error), idle);
 }

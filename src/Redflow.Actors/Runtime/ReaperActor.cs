@@ -4,14 +4,18 @@ using Akka.Event;
 namespace Redflow.Runtime;
 
 /// <summary>
-/// Every <c>ReaperInterval</c>: takes back runs whose lease expired (their worker died), promotes due
-/// scheduled runs and purges runs past retention, all in one script. Holds no state: two reapers at once
+/// Every <c>ReaperInterval</c> (and again at once after a full batch): requeues waiting runs whose wait is due, takes
+/// back runs whose lease expired (their worker died), promotes due scheduled runs and purges runs past retention, all
+/// in one script. Holds no state: two reapers at once
 /// are harmless (the script is atomic and idempotent). A failed reap (Redis unreachable) is reported to the
 /// worker's health and retried with backoff; the backoff supervisor above it only restarts it on a fault.
 /// </summary>
 internal sealed class ReaperActor : ReceiveActor, IWithTimers
 {
     private sealed record Reap;
+
+    /// <summary>At most this many runs per kind (due waits, due scheduled runs, expired leases, purges) per reap call.</summary>
+    internal const int Batch = 1000;
     private sealed record ReapFailed(Exception Error);
 
     private readonly ILoggingAdapter _log = Context.GetLogger();
@@ -26,7 +30,7 @@ internal sealed class ReaperActor : ReceiveActor, IWithTimers
         {
             if (_inFlight) return;
             _inFlight = true;
-            _ctx.Store.ReapAsync(1000, _ctx.Options.AbandonAfter, _ctx.Options.CancelGrace)
+            _ctx.Store.ReapAsync(Batch, _ctx.Options.AbandonAfter, _ctx.Options.CancelGrace)
                 .PipeTo(Self, failure: ex => new ReapFailed(ex));
         });
         Receive<Protocol.ReapResult>(r =>
@@ -39,6 +43,9 @@ internal sealed class ReaperActor : ReceiveActor, IWithTimers
                 RedflowTelemetry.LeaseTakeovers.Add(r.Reclaimed);
             }
             if (r.Canceled > 0) _log.Info("Reaper ended {0} canceled runs whose handlers ignored the cancel past the grace period", r.Canceled);
+            // A full batch means more is due now (10,000 sleeps ending in the same second): reap again at once, not
+            // an interval later, so a burst of due waits is woken within about its size over the script's speed.
+            if (r.Woken >= Batch || r.Promoted >= Batch || r.Reclaimed >= Batch || r.Purged >= Batch) Self.Tell(new Reap());
         });
         Receive<ReapFailed>(m =>
         {

@@ -9,7 +9,18 @@ namespace Redflow.Runtime;
 internal sealed record RunStep(string Name, Func<CancellationToken, Task<string>> Invoke, StepOptions? Options, TaskCompletionSource<string> Reply, Activity? Activity = null);
 
 /// <summary>Told to a RunActor by its handler (through <see cref="ActorStepApi"/>): the handler reached a wait (a child, a sleep, a signal, an event); the answer goes to <paramref name="Reply"/>, or never, if the run suspends.</summary>
-internal sealed record RunWait(WaitRequest Request, TaskCompletionSource<string> Reply);
+/// <paramref name="StartChild"/>: a child wait's start (its emit), made by the RunActor unless the step is recorded.
+internal sealed record RunWait(WaitRequest Request, TaskCompletionSource<string> Reply, Func<Task<string>>? StartChild = null);
+
+/// <summary>
+/// Told to a RunActor after the handler's code has run up to its next await: after the handler's start, and after each
+/// answer to one of its calls (<see cref="Replies"/>). With none outstanding and every unfinished call a pending wait, the
+/// handler cannot make another call: the run suspends.
+/// </summary>
+internal sealed record HandlerIdle
+{
+    public static readonly HandlerIdle Instance = new();
+}
 
 /// <summary>Told to a RunActor by its StepActor: the step's result is recorded in Redis (cached for this attempt).</summary>
 internal sealed record StepRecorded(string Name, string Output);
@@ -88,7 +99,9 @@ internal sealed class RunActor : UntypedActor, IWithTimers
     private sealed record WaitChecked(string Step, WaitAnswer Answer);
     private sealed record WaitCheckFailed(string Step, Exception Error);
     private sealed record CheckWaitAgain(string Step);
-    private sealed record QuietPassed;
+    private sealed record RetrySuspend;
+    private sealed record ChildStarted(string Step, string ChildRunId);
+    private sealed record ChildStartFailed(string Step, Exception Error);
     private sealed record SuspendAnswered(SuspendOutcome Outcome);
     private sealed record SuspendFailed(Exception Error);
     private sealed record ReplayHoldPassed;
@@ -96,7 +109,7 @@ internal sealed class RunActor : UntypedActor, IWithTimers
     /// <summary>A wait of the handler that has not returned: being checked in Redis (wait.lua), or pending with its deadline.</summary>
     private sealed class WaitCall(WaitRequest request, TaskCompletionSource<string> reply)
     {
-        public WaitRequest Request { get; } = request;
+        public WaitRequest Request { get; set; } = request;
         public TaskCompletionSource<string> Reply { get; } = reply;
         public bool Checking { get; set; }
         public long? DeadlineMs { get; set; }
@@ -105,7 +118,7 @@ internal sealed class RunActor : UntypedActor, IWithTimers
 
     /// <summary>
     /// The actor's timers: the self-fencing check, the wait for a stopping handler, the retry of a failed outcome write,
-    /// the quiet period before a suspension (and its retry), the hold of a replayed result, the retry of a wait's check.
+    /// the retry of a failed suspension, the hold of a replayed result, the retry of a wait's check.
     /// </summary>
     private static class TimerKeys
     {
@@ -120,13 +133,8 @@ internal sealed class RunActor : UntypedActor, IWithTimers
     /// <summary>How long a handler told to stop (worker stopping) may take before the run is handed back anyway.</summary>
     internal static readonly TimeSpan StopWait = TimeSpan.FromSeconds(5);
 
-    /// <summary>
-    /// How long every unfinished call of the handler must have been a wait, with no new call, before the run suspends.
-    /// The handler's code between calls runs unseen; this lets calls made together (<c>Task.WhenAll</c> of a wait and a
-    /// step) all arrive before the run is judged to wait. A suspension that came too early is still correct: the run
-    /// replays when a wait is satisfied. Also how long a replayed result waits for an earlier-recorded one to be asked for.
-    /// </summary>
-    internal static readonly TimeSpan Quiet = TimeSpan.FromMilliseconds(20);
+    /// <summary>How long a replayed result waits at most for an earlier-recorded one to be asked for.</summary>
+    internal static readonly TimeSpan ReplayHold = TimeSpan.FromMilliseconds(20);
 
     private readonly ILoggingAdapter _log = Context.GetLogger();
     private readonly WorkerContext _ctx;
@@ -143,6 +151,7 @@ internal sealed class RunActor : UntypedActor, IWithTimers
     private readonly Dictionary<string, WaitCall> _waits = new(StringComparer.Ordinal);
     private readonly List<object> _stash = []; // handler messages that came while the suspension was being written
     private int _runningSteps;
+    private int _busy; // the handler's start and answers to its calls whose code has not reached its next await (HandlerIdle)
     private int _suspendAttempts;
     private readonly long _started = WorkerContext.Now();
     private long _localDeadline;
@@ -193,10 +202,16 @@ internal sealed class RunActor : UntypedActor, IWithTimers
                 StepEnded();
                 break;
             case StepInterrupted: StepEnded(); break;
+            case HandlerIdle:
+                _busy--;
+                MaybeSuspend();
+                break;
+            case ChildStarted m: OnChildStarted(m); break;
+            case ChildStartFailed m: OnChildStartFailed(m); break;
             case WaitChecked m: OnWaitChecked(m); break;
             case WaitCheckFailed m: OnWaitCheckFailed(m); break;
             case CheckWaitAgain m: CheckWait(m.Step); break;
-            case QuietPassed: Suspend(); break;
+            case RetrySuspend: Suspend(); break;
             case SuspendAnswered m: OnSuspendAnswered(m.Outcome); break;
             case SuspendFailed m: OnSuspendFailed(m.Error); break;
             case ReplayHoldPassed: ReleaseHeld(null, force: true); break;
@@ -279,8 +294,16 @@ internal sealed class RunActor : UntypedActor, IWithTimers
             RedflowTelemetry.RunTags(_run.Id, _run.Workflow, _run.Queue, _run.Attempt));
         using (_ctx.LogScope(_run))
         {
-            // The handler runs as a task off the actor's thread; its outcome comes back as a message.
-            Task.Run(() => _definition.ExecuteAsync(_run.Input, scope))
+            // The handler runs as a task off the actor's thread; its outcome comes back as a message. Once its code has
+            // reached its first await, the actor is told it is idle.
+            _busy++;
+            var (self, definition, input) = (Self, _definition, _run.Input);
+            Task.Run(() =>
+                {
+                    var handler = definition.ExecuteAsync(input, scope);
+                    self.Tell(HandlerIdle.Instance);
+                    return handler;
+                })
                 .PipeTo(Self, success: output => new HandlerSucceeded(output), failure: ex => new HandlerFailed(ex));
         }
         Activity.Current = previous;
@@ -293,11 +316,10 @@ internal sealed class RunActor : UntypedActor, IWithTimers
             Replies.Fail(step.Reply, new LeaseLostException(_run.Id));
             return;
         }
-        HandlerCalled();
         // Durability point: a step recorded in an earlier attempt is served from the record, never run again.
         if (_recorded.TryGetValue(step.Name, out var recorded))
         {
-            if (recorded.Kind is { } kind) Replies.Fail(step.Reply, KindChanged(step.Name, kind, null));
+            if (recorded.Kind is { } kind) Reply(() => step.Reply.TrySetException(KindChanged(step.Name, kind, null)));
             else Replay(step.Name, recorded, () => step.Reply.TrySetResult(recorded.Output));
             return;
         }
@@ -305,11 +327,21 @@ internal sealed class RunActor : UntypedActor, IWithTimers
         Context.ActorOf(Props.Create<StepActor>(_ctx, _run, step, _stop.Token), "step-" + ++_stepCount);
     }
 
+    // The StepActor answers the handler's call itself (Replies, telling this actor HandlerIdle after it).
     private void StepEnded()
     {
         _runningSteps--;
-        MaybeSuspend();
+        _busy++;
     }
+
+    /// <summary>Answers handler calls (in order, on the thread pool); the handler is busy until it tells <see cref="HandlerIdle"/>.</summary>
+    private void Reply(IReadOnlyList<Action> inOrder)
+    {
+        _busy++;
+        Replies.Run(inOrder, Self);
+    }
+
+    private void Reply(Action complete) => Reply([complete]);
 
     // ---- waits -----------------------------------------------------------------------------------------
 
@@ -321,16 +353,36 @@ internal sealed class RunActor : UntypedActor, IWithTimers
             Replies.Fail(m.Reply, new LeaseLostException(_run.Id));
             return;
         }
-        HandlerCalled();
         // A wait satisfied (or timed out) in an earlier attempt answers from its record.
         if (_recorded.TryGetValue(wait.Step, out var recorded))
         {
-            if (recorded.Kind != wait.Kind) Replies.Fail(m.Reply, KindChanged(wait.Step, recorded.Kind, wait.Kind));
+            if (recorded.Kind != wait.Kind) Reply(() => m.Reply.TrySetException(KindChanged(wait.Step, recorded.Kind, wait.Kind)));
             else Replay(wait.Step, recorded, () => Answer(m.Reply, wait, recorded));
             return;
         }
-        _waits[wait.Step] = new WaitCall(wait, m.Reply);
-        CheckWait(wait.Step);
+        var call = _waits[wait.Step] = new WaitCall(wait, m.Reply);
+        if (m.StartChild is null)
+        {
+            CheckWait(wait.Step);
+            return;
+        }
+        // A child is started first (its emit, idempotent by its derived id), as part of the wait: not pending meanwhile.
+        call.Checking = true;
+        var step = wait.Step;
+        m.StartChild().PipeTo(Self, success: id => new ChildStarted(step, id), failure: ex => new ChildStartFailed(step, ex));
+    }
+
+    private void OnChildStarted(ChildStarted m)
+    {
+        if (!_waits.TryGetValue(m.Step, out var call)) return;
+        call.Request = call.Request with { Name = m.ChildRunId };
+        CheckWait(m.Step);
+    }
+
+    private void OnChildStartFailed(ChildStartFailed m)
+    {
+        if (!_waits.Remove(m.Step, out var call)) return;
+        Reply(() => call.Reply.TrySetException(StepActor.Unwrap(m.Error))); // the step fails as a step whose function threw
     }
 
     // Durability point: a wait is taken (and recorded) in Redis if what it waits for is there, else it is pending.
@@ -370,17 +422,18 @@ internal sealed class RunActor : UntypedActor, IWithTimers
         if (recorded is not null)
         {
             _recorded[wait.Step] = recorded;
-            Replies.Run(() => Answer(call.Reply, wait, recorded));
+            Reply(() => Answer(call.Reply, wait, recorded));
         }
         else
         {
-            Replies.Fail(call.Reply, answer.State switch
+            var error = answer.State switch
             {
                 // A failed or canceled child fails the step (not recorded: the parent's retry starts a fresh child).
                 WaitState.ChildFailed => new RunFailedException(wait.Name!, RedisStore.ParseError(answer.Payload ?? "{}")),
                 WaitState.ChildCanceled => new CanceledException(wait.Name!, string.IsNullOrEmpty(answer.Payload) ? null : answer.Payload),
                 _ => new RedflowException($"Step '{wait.Step}': child run {wait.Name} does not exist (its retention passed?)."),
-            });
+            };
+            Reply(() => call.Reply.TrySetException(error));
         }
         MaybeSuspend();
     }
@@ -418,9 +471,6 @@ internal sealed class RunActor : UntypedActor, IWithTimers
 
     // ---- suspension --------------------------------------------------------------------------------------
 
-    /// <summary>The handler made a call: it is not idle, so the quiet period before a suspension starts over.</summary>
-    private void HandlerCalled() => Timers.Cancel(TimerKeys.Suspend);
-
     /// <summary>Every unfinished handler call is a pending wait (none being checked, no step body running, no replayed result held).</summary>
     private bool AllWait()
     {
@@ -430,16 +480,17 @@ internal sealed class RunActor : UntypedActor, IWithTimers
         return true;
     }
 
+    /// <summary>Suspends the run when every unfinished call of its handler is a pending wait and its code has reached its awaits.</summary>
     private void MaybeSuspend()
     {
-        if (AllWait()) Timers.StartSingleTimer(TimerKeys.Suspend, new QuietPassed(), Quiet);
+        if (_busy == 0 && AllWait()) Suspend();
     }
 
     // Durability point: suspension. One fenced script records every pending wait and releases lease, slot and cap; the
     // handler is left as it is (never completed, its token not canceled), so no exception reaches its code.
     private void Suspend()
     {
-        if (!AllWait()) return;
+        if (_busy > 0 || !AllWait()) return;
         _phase = Phase.Suspending;
         var waits = _waits.Values.Select(c => new PendingWait(c.Request, c.DeadlineMs)).ToList();
         _ctx.Store.SuspendAsync(_run.Id, _run.Token, waits)
@@ -476,7 +527,7 @@ internal sealed class RunActor : UntypedActor, IWithTimers
         _ctx.Health.Failed($"suspending run {_run.Id}", error);
         _phase = Phase.Running;
         Unstash();
-        if (AllWait()) Timers.StartSingleTimer(TimerKeys.Suspend, new QuietPassed(), Backoff.Delay(++_suspendAttempts));
+        if (AllWait()) Timers.StartSingleTimer(TimerKeys.Suspend, new RetrySuspend(), Backoff.Delay(++_suspendAttempts));
     }
 
     private void Unstash()
@@ -491,14 +542,14 @@ internal sealed class RunActor : UntypedActor, IWithTimers
     /// <summary>
     /// Hands a recorded result back in the order results were recorded: one recorded after another that the handler has
     /// not asked for yet is held until it does (calls made together arrive within microseconds), so <c>Task.WhenAny</c>
-    /// over recorded branches picks on replay what it picked the first time. A result is held at most <see cref="Quiet"/>
+    /// over recorded branches picks on replay what it picked the first time. A result is held at most <see cref="ReplayHold"/>
     /// (a workflow whose code changed may never ask for the earlier one).
     /// </summary>
     private void Replay(string step, CachedStep recorded, Action deliver)
     {
         if (_replayOrder.Length == 0 || recorded.Seq == long.MaxValue)
         {
-            Replies.Run(deliver);
+            Reply(deliver);
             return;
         }
         _replayed.Add(step);
@@ -518,8 +569,8 @@ internal sealed class RunActor : UntypedActor, IWithTimers
         _held.RemoveAll(h => h.Seq < next);
         // One work item for all of them, in order: each completes its call (and runs the handler up to its next
         // await) before the next one is completed.
-        if (due.Count > 0) Replies.Run(due);
-        if (_held.Count > 0) Timers.StartSingleTimer(TimerKeys.ReplayHold, new ReplayHoldPassed(), Quiet);
+        if (due.Count > 0) Reply(due);
+        if (_held.Count > 0) Timers.StartSingleTimer(TimerKeys.ReplayHold, new ReplayHoldPassed(), ReplayHold);
         else Timers.Cancel(TimerKeys.ReplayHold);
         MaybeSuspend();
     }

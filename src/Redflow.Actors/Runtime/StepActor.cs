@@ -73,7 +73,7 @@ internal sealed class StepActor : UntypedActor, IWithTimers
     {
         if (_answered) return;
         Context.Parent.Tell(new StepInterrupted(_step.Name));
-        Replies.Fail(_step.Reply, new RedflowException($"Step '{_step.Name}' of run {_run.Id} was interrupted (its worker is stopping)."));
+        Replies.Fail(_step.Reply, new RedflowException($"Step '{_step.Name}' of run {_run.Id} was interrupted (its worker is stopping)."), Context.Parent);
     }
 
     private void OnFunctionDone(FunctionDone m)
@@ -109,7 +109,7 @@ internal sealed class StepActor : UntypedActor, IWithTimers
         {
             Context.Parent.Tell(new StepRecorded(_step.Name, m.Output));
             _answered = true;
-            Replies.Result(_step.Reply, m.Output);
+            Replies.Result(_step.Reply, m.Output, Context.Parent);
         }
         Context.Stop(Self);
     }
@@ -120,7 +120,7 @@ internal sealed class StepActor : UntypedActor, IWithTimers
         {
             Context.Parent.Tell(new StepInterrupted(_step.Name));
             _answered = true;
-            Replies.Fail(_step.Reply, new OperationCanceledException(_runToken));
+            Replies.Fail(_step.Reply, new OperationCanceledException(_runToken), Context.Parent);
             Context.Stop(Self);
             return;
         }
@@ -132,7 +132,7 @@ internal sealed class StepActor : UntypedActor, IWithTimers
     {
         Context.Parent.Tell(new StepFailed(_step.Name, error, WorkerContext.Until(_started).Negate()));
         _answered = true;
-        Replies.Fail(_step.Reply, error);
+        Replies.Fail(_step.Reply, error, Context.Parent);
         Context.Stop(Self);
     }
 

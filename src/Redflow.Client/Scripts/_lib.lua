@@ -188,6 +188,17 @@ local function wake(id, now)
   return true
 end
 
+-- Requeues up to limit waiting runs whose earliest wait deadline has passed (a sleep's end, a timeout); returns how
+-- many. The reaper calls it, and so does every claim, so due waits are woken also while the reaper singleton moves.
+local function wake_due(now, limit)
+  local woken = 0
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', K_WAITS, '-inf', now, 'LIMIT', 0, limit)) do
+    redis.call('ZREM', K_WAITS, id)
+    if wake(id, now) then woken = woken + 1 end
+  end
+  return woken
+end
+
 -- Ends a run: status index, finish time, retention, idempotency key window, completion message,
 -- and the parent waiting on it (if any) goes back to its queue to replay.
 -- extra: more field/value pairs for the run record, written with the status (the output, for one).

@@ -6,7 +6,7 @@
   ARGV[2] abandon after this many lease expiries with no progress
   ARGV[3] cancel grace ms: a running run whose cancel was requested longer ago ends Canceled now
   Returns {promoted, reclaimed, purged, canceled, woken}
-  Uses: k_run, k_steps, k_children, k_wf_status, k_wf_runs, k_attempts, k_waits, k_signals, k_events, k_event, K_FINISHED, K_ONFAILURE, K_CANCELS, K_WAITS, K_EVENT_PURGE, K_QUEUES, now_ms, release, wake, finish, promote_due, reclaim_expired (_lib.lua)
+  Uses: k_run, k_steps, k_children, k_wf_status, k_wf_runs, k_attempts, k_waits, k_signals, k_events, k_event, K_FINISHED, K_ONFAILURE, K_CANCELS, K_WAITS, K_EVENT_PURGE, K_QUEUES, now_ms, release, wake_due, finish, promote_due, reclaim_expired (_lib.lua)
 ]]
 local limit, abandon_after = tonumber(ARGV[1]), tonumber(ARGV[2])
 local now = now_ms()
@@ -20,11 +20,8 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', K_CANCELS, '-inf', now - tonumbe
     canceled = canceled + 1
   end
 end
-for _, id in ipairs(redis.call('ZRANGEBYSCORE', K_WAITS, '-inf', now, 'LIMIT', 0, limit)) do
-  -- A wait is due (a sleep ended, a timeout passed): the run replays and the wait answers from the clock.
-  redis.call('ZREM', K_WAITS, id)
-  if wake(id, now) then woken = woken + 1 end
-end
+-- Due waits (a sleep ended, a timeout passed): the run replays and the wait answers from the clock.
+woken = wake_due(now, limit)
 for _, q in ipairs(redis.call('SMEMBERS', K_QUEUES)) do
   promoted = promoted + promote_due(q, now, limit)
   reclaimed = reclaimed + reclaim_expired(q, now, limit, abandon_after)

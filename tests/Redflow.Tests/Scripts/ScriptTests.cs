@@ -453,6 +453,21 @@ public sealed class ScriptTests
     }
 
     [Fact]
+    public async Task A_claim_wakes_a_due_sleep_itself_when_no_reaper_runs()
+    {
+        await RegisterAsync();
+        await EmitAsync("run_c");
+        var run = await ClaimOneAsync();
+        var sleep = new WaitRequest("s", WaitKind.Sleep, null) { Relative = TimeSpan.FromMilliseconds(100) };
+        var pending = await _store.WaitAsync(run.Id, run.Token, 1, sleep);
+        Assert.Equal(SuspendOutcome.Waiting, await _store.SuspendAsync(run.Id, run.Token, [new PendingWait(sleep, pending.DeadlineMs)]));
+        Assert.Empty(await _store.ClaimAsync("q", 1, "node-1", Lease, "c1", 3)); // not due yet
+        await Task.Delay(250);
+        var woken = Assert.Single(await _store.ClaimAsync("q", 1, "node-1", Lease, "c2", 3));
+        Assert.Equal((run.Id, true), (woken.Id, woken.Woken));
+    }
+
+    [Fact]
     public async Task A_due_sleep_requeues_its_run_at_the_reap()
     {
         await RegisterAsync();
