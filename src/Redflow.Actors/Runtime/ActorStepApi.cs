@@ -38,9 +38,18 @@ internal sealed class ActorStepApi(IActorRef run, CancellationToken token, Worke
     /// attempt, or found by the caller's idempotency key), unless the step is recorded; a finished child answers at
     /// once, else the run suspends and the child's end requeues it.
     /// </summary>
-    protected override Task<string> RunChildAsync(string name, string workflow, object? input, ChildWorkflowOptions options) =>
-        Wait(new WaitRequest(name, WaitKind.Child, null) { Relative = options.Timeout },
-            () => EmitChildRunAsync(name, workflow, input, options, token));
+    protected override Task<string> RunChildAsync(string name, string workflow, object? input, ChildWorkflowOptions options)
+    {
+        // The emit runs from the RunActor's thread, under the handler's span (the child's trace continues the parent's).
+        var span = Activity.Current;
+        return Wait(new WaitRequest(name, WaitKind.Child, null) { Relative = options.Timeout }, () =>
+        {
+            var previous = Activity.Current;
+            Activity.Current = span;
+            try { return EmitChildRunAsync(name, workflow, input, options, token); }
+            finally { Activity.Current = previous; }
+        });
+    }
 
     private Task<string> EmitChildRunAsync(string name, string workflow, object? input, ChildWorkflowOptions options, CancellationToken ct)
     {
