@@ -23,14 +23,7 @@ work=$(mktemp -d)
 cleanup() { for f in "$work"/*.pid; do [ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null || true; done; rm -rf "$work"; }
 trap cleanup EXIT
 
-fresh_redis() { # prints the port of a new redis-server
-  local port; port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-  mkdir -p "$work/$port"
-  redis-server --bind 127.0.0.1 --port "$port" --save "" --appendonly "$aof" --appendfsync everysec \
-    --maxmemory-policy noeviction --dir "$work/$port" --daemonize yes --pidfile "$work/$port.pid" >/dev/null
-  for _ in $(seq 1 50); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.1; done
-  echo "$port"
-}
+source ./fresh-redis.sh # run.sh runs in bench/
 
 echo "Building (Release)..." >&2
 dotnet build Redflow.Bench -c Release -v q --nologo >/dev/null
