@@ -238,7 +238,7 @@ internal static class CliApp
             {
                 w.Name, w.Queue, w.MaxConcurrency.ToString(CultureInfo.InvariantCulture), w.MaxAttempts.ToString(CultureInfo.InvariantCulture),
                 Count(w.RunCounts, RunStatus.Running), Count(w.RunCounts, RunStatus.Queued), Count(w.RunCounts, RunStatus.Failed),
-                Time(w.Cron.Select(c => c.NextFireAt).Where(n => n is not null).Min()), string.Join(",", w.Workers.Select(x => x.App)),
+                Time(w.Cron.Where(c => !c.Paused).Select(c => c.NextFireAt).Where(n => n is not null).Min()), string.Join(",", w.Workers.Select(x => x.App)),
             }));
             return ExitCodes.Ok;
         }));
@@ -327,6 +327,49 @@ internal static class CliApp
             }
         }));
 
+        // cron pause | resume | trigger
+        var cronWorkflowArg = new Argument<string>("workflow") { Description = "The workflow" };
+        var cronTriggerArg = new Argument<string>("trigger") { Description = "The cron trigger id (redflow workflows --json lists them)" };
+        async Task<(CronTriggerInfo? Trigger, int Code)> FindTrigger(IRedflowClient client, ParseResult p, CancellationToken ct)
+        {
+            var (wf, id) = (p.GetValue(cronWorkflowArg)!, p.GetValue(cronTriggerArg)!);
+            var meta = await client.GetWorkflowMetaAsync(wf, ct);
+            if (meta is null) return (null, io.Fail(ExitCodes.NotFound, $"Workflow '{wf}' is not registered; nothing was changed."));
+            var trigger = meta.Cron.FirstOrDefault(c => c.Id == id);
+            if (trigger is null)
+                return (null, io.Fail(ExitCodes.NotFound, $"Workflow '{wf}' has no cron trigger '{id}' " +
+                    (meta.Cron.Count == 0 ? "(it has no cron triggers)" : $"(its triggers: {string.Join(", ", meta.Cron.Select(c => $"'{c.Id}'"))})") + "; nothing was changed."));
+            return (trigger, ExitCodes.Ok);
+        }
+        Command CronSwitch(string name, bool pause)
+        {
+            var command = new Command(name, pause
+                ? "Pause a cron trigger: it fires nothing, and the instants that pass meanwhile are skipped"
+                : "Resume a paused cron trigger (the instants that passed while paused are not fired)") { cronWorkflowArg, cronTriggerArg };
+            command.SetAction(With(async (client, p, ct) =>
+            {
+                var (trigger, code) = await FindTrigger(client, p, ct);
+                if (trigger is null) return code;
+                var (wf, id) = (p.GetValue(cronWorkflowArg)!, p.GetValue(cronTriggerArg)!);
+                var changed = pause ? await client.PauseCronTriggerAsync(wf, id, ct) : await client.ResumeCronTriggerAsync(wf, id, ct);
+                if (p.GetValue(json)) return io.Json(new { workflow = wf, trigger = id, paused = pause, changed });
+                io.Line(changed ? $"Cron trigger '{id}' of {wf} {(pause ? "paused" : "resumed")}." : $"Cron trigger '{id}' of {wf} is {(pause ? "paused" : "not paused")} already; nothing was changed.");
+                return ExitCodes.Ok;
+            }));
+            return command;
+        }
+        var cronTrigger = new Command("trigger", "Start one run of the workflow now, with the cron trigger's input") { cronWorkflowArg, cronTriggerArg };
+        cronTrigger.SetAction(With(async (client, p, ct) =>
+        {
+            var (trigger, code) = await FindTrigger(client, p, ct);
+            if (trigger is null) return code;
+            var handle = await client.TriggerCronNowAsync(p.GetValue(cronWorkflowArg)!, trigger.Id, ct);
+            if (p.GetValue(json)) return io.Json(new { run_id = handle.RunId, workflow = p.GetValue(cronWorkflowArg), trigger = trigger.Id });
+            io.Line(handle.RunId);
+            return ExitCodes.Ok;
+        }));
+        var cron = new Command("cron", "Cron triggers: pause, resume, trigger now") { CronSwitch("pause", true), CronSwitch("resume", false), cronTrigger };
+
         // dev
         var dev = new Command("dev", "Start a private redis-server on a free loopback port and print the URL to use");
         dev.SetAction((p, ct) => Task.FromResult(StartDevRedis(io, p.GetValue(json))));
@@ -336,6 +379,7 @@ internal static class CliApp
         root.Subcommands.Add(stats);
         root.Subcommands.Add(emit);
         root.Subcommands.Add(events);
+        root.Subcommands.Add(cron);
         root.Subcommands.Add(dev);
 
         if (args.Length == 0) args = ["--help"]; // bare redflow prints its usage

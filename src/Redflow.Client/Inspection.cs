@@ -78,6 +78,81 @@ public static class RedflowInspection
         return attempts.Select(a => new FailedAttempt(a.Attempt, a.FailedAt, a.Error)).ToList();
     }
 
+    /// <summary>
+    /// Pauses a cron trigger: every worker's cron actor fires nothing for it until it is resumed, and the instants
+    /// that pass meanwhile are skipped (not fired when it is resumed). Idempotent. The state is kept in Redis.
+    /// </summary>
+    /// <param name="client">A client made by <see cref="RedflowClient"/>.</param>
+    /// <param name="workflow">The workflow the trigger belongs to.</param>
+    /// <param name="triggerId">The trigger id (<see cref="CronTriggerInfo.Id"/>).</param>
+    /// <param name="cancellationToken">Stops waiting for Redis.</param>
+    /// <returns>True when it was paused now, false when it was paused already.</returns>
+    /// <exception cref="ArgumentException">The workflow is not registered, or has no trigger with that id (nothing is written).</exception>
+    public static Task<bool> PauseCronTriggerAsync(this IRedflowClient client, string workflow, string triggerId, CancellationToken cancellationToken = default) =>
+        SetCronPausedAsync(client, workflow, triggerId, true, cancellationToken);
+
+    /// <summary>
+    /// Resumes a paused cron trigger: it fires again from its next instant after now; the instants that passed while it
+    /// was paused are not fired (whatever its misfire policy). Idempotent.
+    /// </summary>
+    /// <param name="client">A client made by <see cref="RedflowClient"/>.</param>
+    /// <param name="workflow">The workflow the trigger belongs to.</param>
+    /// <param name="triggerId">The trigger id (<see cref="CronTriggerInfo.Id"/>).</param>
+    /// <param name="cancellationToken">Stops waiting for Redis.</param>
+    /// <returns>True when it was resumed now, false when it was not paused.</returns>
+    /// <exception cref="ArgumentException">The workflow is not registered, or has no trigger with that id (nothing is written).</exception>
+    public static Task<bool> ResumeCronTriggerAsync(this IRedflowClient client, string workflow, string triggerId, CancellationToken cancellationToken = default) =>
+        SetCronPausedAsync(client, workflow, triggerId, false, cancellationToken);
+
+    /// <summary>
+    /// "Trigger now": emits one run of the workflow with the trigger's own input, now, as an ordinary emit (no
+    /// idempotency key: each call starts a run). A paused trigger can be triggered too; its schedule is not changed.
+    /// </summary>
+    /// <param name="client">A client made by <see cref="RedflowClient"/>.</param>
+    /// <param name="workflow">The workflow the trigger belongs to.</param>
+    /// <param name="triggerId">The trigger id (<see cref="CronTriggerInfo.Id"/>).</param>
+    /// <param name="cancellationToken">Stops waiting for Redis.</param>
+    /// <returns>The run it started.</returns>
+    /// <exception cref="ArgumentException">
+    /// The workflow is not registered, has no trigger with that id, or its workers do not publish the trigger's input
+    /// (a version before it was published); nothing is written.
+    /// </exception>
+    public static async Task<RunHandle> TriggerCronNowAsync(this IRedflowClient client, string workflow, string triggerId, CancellationToken cancellationToken = default)
+    {
+        var store = await StoreAsync(client).ConfigureAwait(false);
+        Names.Check(workflow, "workflow name");
+        Names.Check(triggerId, "cron trigger id");
+        var triggers = await store.PublishedCronAsync(workflow).WaitAsync(cancellationToken).ConfigureAwait(false)
+            ?? throw new ArgumentException($"Workflow '{workflow}' is not registered.", nameof(workflow));
+        var trigger = triggers.FirstOrDefault(t => t.Id == triggerId)
+            ?? throw new ArgumentException(NoTrigger(workflow, triggerId, triggers), nameof(triggerId));
+        var input = trigger.Input
+            ?? throw new ArgumentException($"The workers of workflow '{workflow}' do not publish the input of cron trigger '{triggerId}' (they run an older Redflow): upgrade them to trigger it now.", nameof(triggerId));
+        var redis = (RedisRedflowClient)client;
+        var id = await redis.EmitAsync(new EmitRequest(workflow, input), cancellationToken).ConfigureAwait(false);
+        return new RunHandle(redis, id);
+    }
+
+    private static async Task<bool> SetCronPausedAsync(IRedflowClient client, string workflow, string triggerId, bool paused, CancellationToken cancellationToken)
+    {
+        var store = await StoreAsync(client).ConfigureAwait(false);
+        Names.Check(workflow, "workflow name");
+        Names.Check(triggerId, "cron trigger id");
+        var outcome = await store.CronSetPausedAsync(workflow, triggerId, paused).WaitAsync(cancellationToken).ConfigureAwait(false);
+        return outcome switch
+        {
+            1 => true,
+            0 => false,
+            -1 => throw new ArgumentException($"Workflow '{workflow}' is not registered.", nameof(workflow)),
+            _ => throw new ArgumentException(NoTrigger(workflow, triggerId,
+                await store.PublishedCronAsync(workflow).WaitAsync(cancellationToken).ConfigureAwait(false) ?? []), nameof(triggerId)),
+        };
+    }
+
+    private static string NoTrigger(string workflow, string triggerId, IReadOnlyList<PublishedCron> triggers) =>
+        $"Workflow '{workflow}' has no cron trigger '{triggerId}' " +
+        (triggers.Count == 0 ? "(it has no cron triggers)." : $"(its triggers: {string.Join(", ", triggers.Select(t => $"'{t.Id}'"))}).");
+
     private static Task<RedisStore> StoreAsync(IRedflowClient client)
     {
         ArgumentNullException.ThrowIfNull(client);

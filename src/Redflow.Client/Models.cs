@@ -180,12 +180,19 @@ public sealed record ListRunsParams
     public const int FilterWindow = 2000;
 }
 
-/// <summary>A cron trigger and its next fire time.</summary>
+/// <summary>A cron trigger, its next fire time, whether it is paused and the input of the runs it starts.</summary>
 /// <param name="Id">The trigger id.</param>
 /// <param name="Expression">The cron expression.</param>
 /// <param name="Timezone">The IANA time zone.</param>
-/// <param name="NextFireAt">The next instant it fires, if any.</param>
-public sealed record CronTriggerInfo(string Id, string Expression, string Timezone, DateTimeOffset? NextFireAt);
+/// <param name="NextFireAt">The next instant it fires, if any (while paused: the next instant it would fire).</param>
+public sealed record CronTriggerInfo(string Id, string Expression, string Timezone, DateTimeOffset? NextFireAt)
+{
+    /// <summary>Paused (<see cref="RedflowInspection.PauseCronTriggerAsync"/>): it fires nothing, and the instants that pass are skipped.</summary>
+    public bool Paused { get; init; }
+
+    /// <summary>The input of the runs it starts, as JSON; null when its workers do not publish it (older versions).</summary>
+    public JsonElement? Input { get; init; }
+}
 
 /// <summary>An application that registered a workflow, and when it was last seen.</summary>
 /// <param name="App">The worker's app name.</param>

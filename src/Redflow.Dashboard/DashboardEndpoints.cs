@@ -19,12 +19,13 @@ public sealed class RedflowDashboardOptions
     public string? AuthorizationPolicy { get; init; }
 
     /// <summary>
-    /// An authorization policy the actions (cancel, rerun, resume, bulk actions and their confirmation pages) require
+    /// An authorization policy the actions (cancel, rerun, resume, signal, bulk actions, pause, resume and trigger a cron
+    /// trigger now, and their confirmation pages) require
     /// on top of the one for viewing; null (the default): whoever may view may act.
     /// </summary>
     public string? ActionsAuthorizationPolicy { get; init; }
 
-    /// <summary>When true, the dashboard only shows: no action links, and every action answers 403. Default false.</summary>
+    /// <summary>When true, the dashboard only shows: no action links (on runs or cron triggers), and every action answers 403. Default false.</summary>
     public bool ReadOnly { get; init; }
 
     /// <summary>How often pages refresh themselves in the browser (a light poll of the same URL); zero turns it off. Default 5 s.</summary>
@@ -52,8 +53,8 @@ public static class RedflowDashboardExtensions
 
     /// <summary>
     /// Maps the dashboard under <paramref name="prefix"/>: overview, runs (searched, filtered, paged, bulk actions), a
-    /// run with its steps and timeline, workflows and a page per workflow, queues, workers; cancel and rerun behind a
-    /// confirmation (POST with an antiforgery token). It reads only through the client's inspection API.
+    /// run with its steps and timeline, workflows and a page per workflow (pause, resume and trigger now for its cron
+    /// triggers), queues, workers; every action behind a confirmation (POST with an antiforgery token). It reads only through the client's inspection API.
     /// </summary>
     public static RouteGroupBuilder MapRedflowDashboard(this IEndpointRouteBuilder endpoints, string prefix = "/redflow", RedflowDashboardOptions? options = null)
     {
@@ -86,6 +87,11 @@ public static class RedflowDashboardExtensions
         {
             actions.MapGet($"/runs/{{id}}/{action}", async Task<IResult> (HttpContext http, string id) => await ui.ConfirmAsync(http, id, action));
             actions.MapPost($"/runs/{{id}}/{action}", async Task<IResult> (HttpContext http, string id) => await ui.ActAsync(http, id, action));
+        }
+        foreach (var action in Ui.CronActions)
+        {
+            actions.MapGet($"/workflows/{{name}}/cron/{action}", async Task<IResult> (HttpContext http, string name) => await ui.ConfirmCronAsync(http, name, action));
+            actions.MapPost($"/workflows/{{name}}/cron/{action}", async Task<IResult> (HttpContext http, string name) => await ui.CronActAsync(http, name, action));
         }
         actions.MapGet("/bulk", async Task<IResult> (HttpContext http) => await ui.ConfirmBulkAsync(http));
         actions.MapPost("/bulk", async Task<IResult> (HttpContext http) => await ui.BulkAsync(http));

@@ -15,6 +15,9 @@ internal sealed class Ui(string basePath, RedflowDashboardOptions options)
     /// <summary>The actions on one run, each a confirmation page (GET) and a POST.</summary>
     public static readonly string[] Actions = ["cancel", "rerun", "resume", "signal"];
 
+    /// <summary>The actions on one cron trigger of a workflow, each a confirmation page (GET) and a POST.</summary>
+    public static readonly string[] CronActions = ["pause", "resume", "trigger"];
+
     /// <summary>Runs per page unless the query's <c>limit</c> says otherwise.</summary>
     private const int DefaultPageSize = 50;
 
@@ -395,7 +398,7 @@ internal sealed class Ui(string basePath, RedflowDashboardOptions options)
         {
             $"<a href=\"{basePath}/workflows/{U(w.Name)}\">{E(w.Name)}</a>", E(w.Queue), $"{w.MaxConcurrency}", $"{w.MaxAttempts}",
             string.Join(" ", w.RunCounts.Where(c => c.Value > 0).Select(c => $"<a href=\"{basePath}/runs?workflow={U(w.Name)}&amp;status={c.Key}\">{Status(c.Key)} {c.Value}</a>")),
-            string.Join("<br>", w.Cron.Select(c => $"<code>{E(c.Expression)}</code> {E(c.Timezone)} → {NextFire(c)}")),
+            string.Join("<br>", w.Cron.Select(c => $"<code>{E(c.Expression)}</code> {E(c.Timezone)} → {(c.Paused ? "<span class=\"st waiting\">Paused</span>" : NextFire(c))}")),
             string.Join("<br>", w.Workers.Select(x => $"{E(x.App)} ({Time(x.LastSeen, now)})")),
         }), "workflows");
         return Html(http, "Workflows", $"<div id=\"workflows-live\" data-live>{body}</div>", live: true);
@@ -466,7 +469,7 @@ internal sealed class Ui(string basePath, RedflowDashboardOptions options)
             {Table(["App", "Last seen"], meta.Workers.Select(w => new[] { E(w.App), Time(w.LastSeen, now) }))}
             </div></div>
             <h2>Cron triggers</h2>
-            {Table(["Trigger", "Expression", "Time zone", "Next fire"], meta.Cron.Select(c => new[] { E(c.Id), $"<code>{E(c.Expression)}</code>", E(c.Timezone), NextFire(c) }), "cron")}
+            {CronTable(name, meta.Cron)}
             <h2>Recent runs</h2>
             {Table(["Run", "Status", "Attempt", "Created", "Duration"], recent.Select(r => new[]
             {
@@ -475,6 +478,25 @@ internal sealed class Ui(string basePath, RedflowDashboardOptions options)
             </div>
             """;
         return Html(http, $"Workflow {name}", body, live: true);
+    }
+
+    /// <summary>A workflow's cron triggers: next fire, state, and (unless read-only) pause or resume and trigger now.</summary>
+    private string CronTable(string workflow, IReadOnlyList<CronTriggerInfo> cron)
+    {
+        string Link(CronTriggerInfo c, string action, string label) =>
+            $"<a class=\"button\" id=\"cron-{action}-{E(c.Id)}\" href=\"{basePath}/workflows/{U(workflow)}/cron/{action}?trigger={U(c.Id)}\">{label}</a>";
+        var headers = options.ReadOnly ? new[] { "Trigger", "Expression", "Time zone", "Next fire", "State" } : ["Trigger", "Expression", "Time zone", "Next fire", "State", "Actions"];
+        return Table(headers, cron.Select(c =>
+        {
+            var row = new List<string>
+            {
+                E(c.Id), $"<code>{E(c.Expression)}</code>", E(c.Timezone), NextFire(c),
+                c.Paused ? "<span class=\"st waiting\">Paused</span>" : "<span class=\"st running\">Active</span>",
+            };
+            if (!options.ReadOnly)
+                row.Add($"<span class=\"actions\">{(c.Paused ? Link(c, "resume", "Resume…") : Link(c, "pause", "Pause…"))}{Link(c, "trigger", "Trigger now…")}</span>");
+            return row.ToArray();
+        }), "cron");
     }
 
     private static string Percentile(double[] sorted, double p)
@@ -646,6 +668,78 @@ internal sealed class Ui(string basePath, RedflowDashboardOptions options)
         }
         var handle = await client.RerunAsync(id, http.RequestAborted);
         return Results.Redirect($"{basePath}/runs/{Uri.EscapeDataString(handle.RunId)}");
+    }
+
+    /// <summary>The confirmation page of a cron trigger action (pause, resume, trigger now).</summary>
+    public async Task<IResult> ConfirmCronAsync(HttpContext http, string workflow, string action)
+    {
+        var trigger = Str(http, "trigger") ?? throw new BadQueryException("Name the cron trigger (trigger=ID).");
+        var (meta, cron, problem) = await FindTriggerAsync(http, workflow, trigger);
+        if (problem is not null) return problem;
+        var back = $"{basePath}/workflows/{U(workflow)}";
+        var what = action switch
+        {
+            "pause" => "pause this trigger: it fires nothing until resumed, and the instants that pass meanwhile are skipped (not fired when it is resumed)",
+            "resume" => "resume this trigger: it fires again from its next instant; the instants that passed while it was paused are not fired",
+            _ => "start one run of the workflow now, with the trigger's input (its schedule is not changed)",
+        };
+        var note = action == "pause" && cron!.Paused ? "<p class=\"notice\">This trigger is paused already: pause will change nothing.</p>"
+            : action == "resume" && !cron!.Paused ? "<p class=\"notice\">This trigger is not paused: resume will change nothing.</p>" : "";
+        var input = action == "trigger" && cron!.Input is { } i ? $"<h2>Input</h2>{Json(i, "input")}" : "";
+        var label = action == "trigger" ? "trigger now" : action;
+        var body = $"""
+            {note}<p>This will {what}: <code>{E(trigger)}</code> (<code>{E(cron!.Expression)}</code> {E(cron.Timezone)}) of <a href="{back}">{E(meta!.Name)}</a>.</p>
+            {input}
+            <form method="post" action="{basePath}/workflows/{U(workflow)}/cron/{action}">
+              {Token(http)}
+              <input type="hidden" name="trigger" value="{E(trigger)}">
+              <button type="submit" id="confirm">Yes, {label}</button>
+              <a href="{back}">No, go back</a>
+            </form>
+            """;
+        return Html(http, $"{char.ToUpperInvariant(label[0])}{label[1..]}: cron trigger {trigger}?", body);
+    }
+
+    /// <summary>Pauses, resumes or triggers a cron trigger now: back to the workflow's page, or to the run it started.</summary>
+    public async Task<IResult> CronActAsync(HttpContext http, string workflow, string action)
+    {
+        if (await Invalid(http) is { } bad) return bad;
+        var form = await http.Request.ReadFormAsync(http.RequestAborted);
+        var trigger = form["trigger"].ToString();
+        if (trigger.Length == 0) throw new BadQueryException("Name the cron trigger (trigger=ID).");
+        var (_, cron, problem) = await FindTriggerAsync(http, workflow, trigger);
+        if (problem is not null) return problem;
+        var client = Client(http);
+        var back = $"{basePath}/workflows/{Uri.EscapeDataString(workflow)}";
+        try
+        {
+            if (action == "trigger")
+            {
+                var handle = await client.TriggerCronNowAsync(workflow, trigger, http.RequestAborted);
+                return Results.Redirect($"{basePath}/runs/{Uri.EscapeDataString(handle.RunId)}");
+            }
+            var changed = action == "pause"
+                ? await client.PauseCronTriggerAsync(workflow, trigger, http.RequestAborted)
+                : await client.ResumeCronTriggerAsync(workflow, trigger, http.RequestAborted);
+            if (!changed)
+                return Html(http, $"Cron trigger {trigger}", $"<p id=\"problem\">Cron trigger <code>{E(trigger)}</code> of <a href=\"{back}\">{E(workflow)}</a> is {(cron!.Paused ? "paused" : "not paused")} already: nothing was changed.</p>", 409);
+        }
+        catch (ArgumentException ex)
+        {
+            return Html(http, "Not found", $"<p id=\"problem\">{E(ex.Message)}</p>", 404);
+        }
+        return Results.Redirect(back);
+    }
+
+    /// <summary>A workflow and one of its cron triggers, or a 404 page saying which is unknown.</summary>
+    private async Task<(WorkflowMeta? Meta, CronTriggerInfo? Trigger, IResult? Problem)> FindTriggerAsync(HttpContext http, string workflow, string trigger)
+    {
+        var meta = await Client(http).GetWorkflowMetaAsync(workflow, http.RequestAborted);
+        if (meta is null) return (null, null, Html(http, "Not found", $"<p id=\"problem\">Workflow <code>{E(workflow)}</code> is not registered.</p>", 404));
+        var cron = meta.Cron.FirstOrDefault(c => c.Id == trigger);
+        if (cron is null)
+            return (meta, null, Html(http, "Not found", $"<p id=\"problem\">Workflow <a href=\"{basePath}/workflows/{U(workflow)}\">{E(workflow)}</a> has no cron trigger <code>{E(trigger)}</code>.</p>", 404));
+        return (meta, cron, null);
     }
 
     public async Task<IResult> ConfirmBulkAsync(HttpContext http)

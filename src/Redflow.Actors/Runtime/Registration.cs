@@ -15,7 +15,7 @@ internal static class Registration
             JsonSerializer.Serialize(w.Options.Cron.Select(t =>
             {
                 var s = CronSchedule.Parse(t, w.Name);
-                return new PublishedCron(s.Id, t.Expression, t.Timezone);
+                return new PublishedCron(s.Id, t.Expression, t.Timezone, RedflowJson.Serialize(t.Input));
             }), RedflowJson.Options),
             string.Join('\n', w.Options.Events.Select(e => e.Name).Distinct(StringComparer.Ordinal)))).ToList();
         return ctx.Store.RegisterAsync(o.App, ctx.Node, info, workflows);

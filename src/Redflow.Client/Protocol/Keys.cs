@@ -58,6 +58,7 @@ internal sealed class Keys
     public RedisKey EventPurge => Base + "eventpurge";
     public RedisKey EventClock => Base + "eventclock";
     public RedisKey CronLast(string triggerId) => Base + "cron:" + triggerId;
+    public RedisKey CronPaused(string triggerId) => Base + "cronpaused:" + triggerId;
 
     /// <summary>A key part's length as Lua's <c>#</c> counts it: UTF-8 bytes.</summary>
     private static int Len(string part) => System.Text.Encoding.UTF8.GetByteCount(part);

@@ -109,6 +109,8 @@ internal sealed partial class RedisStore
         var meta = (await metaTask.ConfigureAwait(false)).ToDictionary(e => (string)e.Name!, e => (string?)e.Value);
         if (meta.Count == 0) return null;
         var workers = await workersTask.ConfigureAwait(false);
+        var cron = ParsePublishedCron(meta.GetValueOrDefault("cron") ?? "");
+        var paused = await CronPausedAsync([.. cron.Select(t => t.Id)]).ConfigureAwait(false);
         await Task.WhenAll(countTasks.Values).ConfigureAwait(false);
         return new WorkflowMeta
         {
@@ -116,7 +118,7 @@ internal sealed partial class RedisStore
             Queue = meta.GetValueOrDefault("queue") ?? "default",
             MaxConcurrency = int.TryParse(meta.GetValueOrDefault("max_concurrency"), out var mc) ? mc : 1,
             MaxAttempts = int.TryParse(meta.GetValueOrDefault("max_attempts"), out var ma) ? ma : 1,
-            Cron = CronInfo(workflow, meta.GetValueOrDefault("cron")),
+            Cron = CronInfo(workflow, cron, paused),
             Workers = workers.Select(w => new WorkflowWorker(w.Name!, DateTimeOffset.FromUnixTimeMilliseconds((long)w.Value))).OrderBy(w => w.App, StringComparer.Ordinal).ToList(),
             RunCounts = countTasks.ToDictionary(kv => kv.Key, kv => kv.Value.Result),
         };
@@ -160,22 +162,27 @@ internal sealed partial class RedisStore
         return new QueueStats(queue, ready.Sum(), await scheduled.ConfigureAwait(false), await running.ConfigureAwait(false));
     }
 
-    private static IReadOnlyList<CronTriggerInfo> CronInfo(string workflow, string? json)
-    {
-        if (string.IsNullOrEmpty(json)) return [];
-        var triggers = JsonSerializer.Deserialize<List<PublishedCron>>(json, RedflowJson.Options) ?? [];
-        return triggers.Select(t =>
+    private static IReadOnlyList<CronTriggerInfo> CronInfo(string workflow, IReadOnlyList<PublishedCron> triggers, bool[] paused) =>
+        triggers.Select((t, i) =>
         {
             DateTimeOffset? next = null;
             try { next = CronSchedule.Parse(new CronTrigger(t.Expression) { Id = t.Id, Timezone = t.Timezone }, workflow).Next(DateTimeOffset.UtcNow); }
             catch (ArgumentException) { }
-            return new CronTriggerInfo(t.Id, t.Expression, t.Timezone, next);
+            JsonElement? input = null;
+            if (t.Input is { } json)
+            {
+                try { input = JsonDocument.Parse(json).RootElement.Clone(); }
+                catch (JsonException) { }
+            }
+            return new CronTriggerInfo(t.Id, t.Expression, t.Timezone, next) { Paused = paused[i], Input = input };
         }).ToList();
-    }
 }
 
-/// <summary>A cron trigger as published in the workflow's metadata.</summary>
-internal sealed record PublishedCron(string Id, string Expression, string Timezone);
+/// <summary>
+/// A cron trigger as published in the workflow's metadata; <paramref name="Input"/>: the JSON of the runs it starts
+/// (null from workers that predate publishing it).
+/// </summary>
+internal sealed record PublishedCron(string Id, string Expression, string Timezone, string? Input = null);
 
 /// <summary>What a worker publishes about itself with each heartbeat.</summary>
 internal sealed record WorkerHeartbeat(string App, IReadOnlyList<string> Queues, int Concurrency);

@@ -23,6 +23,7 @@ local function k_wf_runs(wf) return P .. 'wfruns:' .. wf end             -- zset
 local function k_idem(wf, key) return P .. 'idem:' .. #wf .. ':' .. wf .. ':' .. key end
 local function k_claim(req) return P .. 'claim:' .. req end              -- string: a claim's answer, for repeats
 local function k_cron(trigger) return P .. 'cron:' .. trigger end        -- string: last instant a cron trigger handled
+local function k_cron_paused(trigger) return P .. 'cronpaused:' .. trigger end -- string: when a paused cron trigger was paused (ms)
 local function k_attempts(id) return P .. 'attempts:' .. id end          -- list: errors of a run's failed attempts (JSON), oldest first
 -- hash of a waiting run: step -> wait JSON {kind, name, key, until}; fields starting with a newline (step names have
 -- none) index what it waits on: "\nc\n<child id>", "\ns\n<signal>", "\ne\n<event>\n<key>", each -> step

@@ -22,6 +22,40 @@ public sealed class CliTests : WorkerTest
     }, new WorkflowOptions { MaxConcurrency = 5, MaxAttempts = 1 });
 
     [Fact]
+    public async Task Cron_pause_resume_and_trigger_now()
+    {
+        var yearly = Workflows.Define("cli-yearly", async ctx => ctx.Input, new WorkflowOptions
+        {
+            Cron = [new CronTrigger("0 0 1 1 *") { Id = "cli-yearly-trigger", Input = new { region = "eu" } }],
+        });
+        await StartWorkerAsync(yearly);
+        var (code, output, _) = await Redflow("cron", "pause", "cli-yearly", "cli-yearly-trigger");
+        Assert.Equal(0, code);
+        Assert.Contains("paused", output);
+        Assert.True(Assert.Single((await Client.GetWorkflowMetaAsync("cli-yearly"))!.Cron).Paused);
+        (code, output, _) = await Redflow("cron", "pause", "cli-yearly", "cli-yearly-trigger");
+        Assert.Equal(0, code);
+        Assert.Contains("nothing was changed", output);
+        (code, output, _) = await Redflow("cron", "resume", "cli-yearly", "cli-yearly-trigger", "--json");
+        Assert.Equal(0, code);
+        Assert.True(JsonDocument.Parse(output).RootElement.GetProperty("changed").GetBoolean());
+        Assert.False(Assert.Single((await Client.GetWorkflowMetaAsync("cli-yearly"))!.Cron).Paused);
+
+        (code, output, _) = await Redflow("cron", "trigger", "cli-yearly", "cli-yearly-trigger");
+        Assert.Equal(0, code);
+        var run = (await Client.GetRunAsync(output.Trim()))!;
+        Assert.Equal("eu", run.Input.GetProperty("region").GetString());
+
+        var (bad, _, err) = await Redflow("cron", "trigger", "cli-yearly", "nope");
+        Assert.Equal(3, bad);
+        Assert.Contains("no cron trigger 'nope'", err);
+        (bad, _, err) = await Redflow("cron", "pause", "no-such-workflow", "cli-yearly-trigger");
+        Assert.Equal(3, bad);
+        Assert.Contains("not registered", err);
+        Assert.Single(await Client.ListRunsAsync(new ListRunsParams { Workflow = "cli-yearly" }));
+    }
+
+    [Fact]
     public async Task Emit_wait_list_show_rerun_and_stats()
     {
         await StartWorkerAsync(Doubler);

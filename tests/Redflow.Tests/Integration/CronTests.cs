@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using Redflow.Protocol;
 using Redflow.Runtime;
 
 namespace Redflow.Tests.Integration;
@@ -57,6 +58,95 @@ public sealed class CronTests : WorkerTest
         var local = TimeZoneInfo.ConvertTime(trigger.NextFireAt!.Value, TimeZoneInfo.FindSystemTimeZoneById("Europe/Berlin"));
         Assert.Equal(9, local.Hour);
         Assert.True(trigger.NextFireAt > DateTimeOffset.UtcNow);
+    }
+
+    [Fact]
+    public async Task A_paused_trigger_fires_nothing_and_resumed_it_does_not_fire_the_instants_it_missed()
+    {
+        var keys = new Keys(Prefix);
+        // RunAll would replay every missed instant: a resume must not count the paused ones as missed.
+        var ticks = Workflows.Define("pausable", async ctx => null, new WorkflowOptions
+        {
+            MaxConcurrency = 100, Cron = [new CronTrigger("* * * * * *") { Id = "pausable-tick", Misfire = MisfirePolicy.RunAll }],
+        });
+        var worker = await StartWorkerAsync(ticks);
+        async Task<IReadOnlyList<RunRecord>> Runs() => await Client.ListRunsAsync(new ListRunsParams { Workflow = "pausable", Limit = 1000 });
+        await EventuallyAsync(async () => (await Runs()).Count >= 1, "the trigger fired");
+
+        Assert.True(await Client.PauseCronTriggerAsync("pausable", "pausable-tick"));
+        Assert.False(await Client.PauseCronTriggerAsync("pausable", "pausable-tick")); // idempotent
+        var atPause = (await Runs()).Count;
+        var pausedAt = (long)await TestEnv.Db.StringGetAsync(keys.CronPaused("pausable-tick"));
+        Assert.True(Assert.Single((await Client.GetWorkflowMetaAsync("pausable"))!.Cron).Paused);
+        Assert.True(Assert.Single((await Client.ListWorkflowsAsync()).Single(w => w.Name == "pausable").Cron).Paused);
+
+        // The cron actor keeps handling the instants, without runs.
+        await EventuallyAsync(async () => (long)await TestEnv.Db.StringGetAsync(keys.CronLast("pausable-tick")) >= pausedAt + 2000,
+            "two instants passed while paused");
+        Assert.Equal(atPause, (await Runs()).Count);
+        Assert.Equal(atPause, (await Client.GetStatsAsync()).Counters["cron_fired"]);
+
+        // With no cron actor running, more instants pass while paused; resumed, none of them fires.
+        await worker.StopAsync();
+        var lastHandled = (long)await TestEnv.Db.StringGetAsync(keys.CronLast("pausable-tick"));
+        await EventuallyAsync(() => Task.FromResult(DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() > lastHandled + 2500), "instants passed unhandled");
+        Assert.True(await Client.ResumeCronTriggerAsync("pausable", "pausable-tick"));
+        Assert.False(await Client.ResumeCronTriggerAsync("pausable", "pausable-tick")); // idempotent
+        var resumedAt = (long)await TestEnv.Db.StringGetAsync(keys.CronLast("pausable-tick"));
+        Assert.True(resumedAt > lastHandled + 2000, "resume advanced the last handled instant to now");
+        Assert.False(Assert.Single((await Client.GetWorkflowMetaAsync("pausable"))!.Cron).Paused);
+
+        await StartWorkerAsync(ticks);
+        await EventuallyAsync(async () => (await Runs()).Count >= atPause + 2, "it fires again");
+        var instants = (await Runs()).Select(r => long.Parse(r.IdempotencyKey!.Split(':')[^1])).Order().ToList();
+        Assert.DoesNotContain(instants, i => i > pausedAt && i <= resumedAt);
+    }
+
+    [Fact]
+    public async Task Trigger_now_emits_one_ordinary_run_with_the_triggers_input()
+    {
+        var yearly = Workflows.Define("yearly-report", async ctx => null, new WorkflowOptions
+        {
+            Cron = [new CronTrigger("0 0 1 1 *") { Id = "yearly", Input = new { region = "eu", jürgen = true } }],
+        });
+        await StartWorkerAsync(yearly);
+        var info = Assert.Single((await Client.GetWorkflowMetaAsync("yearly-report"))!.Cron);
+        Assert.Equal("eu", info.Input!.Value.GetProperty("region").GetString());
+        Assert.False(info.Paused);
+
+        var first = await Client.TriggerCronNowAsync("yearly-report", "yearly");
+        await Client.PauseCronTriggerAsync("yearly-report", "yearly");
+        var second = await Client.TriggerCronNowAsync("yearly-report", "yearly"); // a paused trigger can be triggered by hand
+        Assert.NotEqual(first.RunId, second.RunId);
+        foreach (var handle in new[] { first, second })
+        {
+            var run = await RunAsync(handle.RunId);
+            Assert.Equal("yearly-report", run.Workflow);
+            Assert.Null(run.IdempotencyKey);
+            Assert.Equal("eu", run.Input.GetProperty("region").GetString());
+            Assert.True(run.Input.GetProperty("jürgen").GetBoolean());
+        }
+        await EventuallyAsync(async () => (await RunAsync(second.RunId)).Status == RunStatus.Succeeded, "the triggered run ran");
+    }
+
+    [Fact]
+    public async Task Unknown_workflow_or_trigger_is_refused_and_writes_nothing()
+    {
+        var wf = Workflows.Define("has-cron", async ctx => null, new WorkflowOptions { Cron = [new CronTrigger("0 0 1 1 *") { Id = "known" }] });
+        await StartWorkerAsync(wf);
+        var e1 = await Assert.ThrowsAsync<ArgumentException>(() => Client.PauseCronTriggerAsync("no-such-workflow", "known"));
+        Assert.Contains("'no-such-workflow' is not registered", e1.Message);
+        var e2 = await Assert.ThrowsAsync<ArgumentException>(() => Client.PauseCronTriggerAsync("has-cron", "unknown"));
+        Assert.Contains("no cron trigger 'unknown'", e2.Message);
+        Assert.Contains("'known'", e2.Message);
+        await Assert.ThrowsAsync<ArgumentException>(() => Client.ResumeCronTriggerAsync("has-cron", "unknown"));
+        var e3 = await Assert.ThrowsAsync<ArgumentException>(() => Client.TriggerCronNowAsync("has-cron", "unknown"));
+        Assert.Contains("no cron trigger 'unknown'", e3.Message);
+        await Assert.ThrowsAsync<ArgumentException>(() => Client.TriggerCronNowAsync("no-such-workflow", "known"));
+        Assert.Empty(await Client.ListRunsAsync(new ListRunsParams()));
+        var keys = new Keys(Prefix);
+        Assert.False(await TestEnv.Db.KeyExistsAsync(keys.CronPaused("unknown")));
+        Assert.False(await TestEnv.Db.KeyExistsAsync(keys.CronPaused("known")));
     }
 
     [Fact]

@@ -488,14 +488,14 @@ public sealed class ScriptTests
     public async Task The_lua_key_layout_matches_the_key_builder()
     {
         var keys = (RedisResult[])(await Db.ScriptEvaluateAsync(ScriptLibrary.Library +
-            "\nreturn {k_run('x'), k_steps('x'), k_children('x'), k_ready('q','w'), k_ring('q'), k_scheduled('q'), k_leases('q'), k_running('w'), k_wf('w'), k_wf_workers('w'), k_wf_status('w','queued'), k_wf_runs('w'), k_idem('w','k'), k_cron('t'), K_FINISHED, K_ONFAILURE, K_WORKFLOWS, K_QUEUES, K_WORKERS, K_WORKERS_SEEN, K_COUNTERS, K_CANCELS, K_WAITS, K_TOKEN, " +
+            "\nreturn {k_run('x'), k_steps('x'), k_children('x'), k_ready('q','w'), k_ring('q'), k_scheduled('q'), k_leases('q'), k_running('w'), k_wf('w'), k_wf_workers('w'), k_wf_status('w','queued'), k_wf_runs('w'), k_idem('w','k'), k_cron('t'), k_cron_paused('t'), K_FINISHED, K_ONFAILURE, K_WORKFLOWS, K_QUEUES, K_WORKERS, K_WORKERS_SEEN, K_COUNTERS, K_CANCELS, K_WAITS, K_TOKEN, " +
             "k_attempts('x'), k_waits('x'), k_signals('x'), k_events('évent','k'), k_event('e'), k_event_waiters('évent','k'), k_event_idem('évent','i'), k_event_triggers('n'), K_EVENT_PURGE, K_EVENT_CLOCK}",
             [(RedisKey)K.Base]))!;
         RedisKey[] expected =
         [
             K.Run("x"), K.Steps("x"), K.Children("x"), K.Ready("q", "w"), K.Ring("q"), K.Scheduled("q"), K.Leases("q"), K.Running("w"),
             K.Workflow("w"), K.WorkflowWorkers("w"), K.WorkflowStatus("w", RunStatus.Queued), K.WorkflowRuns("w"),
-            K.Idempotency("w", "k"), K.CronLast("t"), K.Finished, K.OnFailure, K.WorkflowsSet, K.Queues, K.Workers, K.WorkersSeen, K.Counters, K.Cancels, K.Waits, K.Token,
+            K.Idempotency("w", "k"), K.CronLast("t"), K.CronPaused("t"), K.Finished, K.OnFailure, K.WorkflowsSet, K.Queues, K.Workers, K.WorkersSeen, K.Counters, K.Cancels, K.Waits, K.Token,
             K.Attempts("x"), K.RunWaits("x"), K.Signals("x"), K.Events("évent", "k"), K.Event("e"), K.EventWaiters("évent", "k"), K.EventIdempotency("évent", "i"),
             K.EventTriggers("n"), K.EventPurge, K.EventClock,
         ];
