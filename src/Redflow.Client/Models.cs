@@ -231,7 +231,11 @@ public sealed record QueueStats(string Name, long Ready, long Scheduled, long Ru
 /// <param name="Queues">The queues it serves.</param>
 /// <param name="Concurrency">Its slots.</param>
 /// <param name="LastSeen">Its last heartbeat.</param>
-public sealed record WorkerInfo(string App, string Node, IReadOnlyList<string> Queues, int Concurrency, DateTimeOffset LastSeen);
+public sealed record WorkerInfo(string App, string Node, IReadOnlyList<string> Queues, int Concurrency, DateTimeOffset LastSeen)
+{
+    /// <summary>The Redflow version the worker runs (its Redflow.Actors package version), when it publishes one.</summary>
+    public string? Version { get; init; }
+}
 
 /// <summary>Engine-wide counts.</summary>
 public sealed record RedflowStats

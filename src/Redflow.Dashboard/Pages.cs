@@ -537,9 +537,10 @@ internal sealed class Ui(string basePath, RedflowDashboardOptions options)
         var stats = await statsTask;
         var body = $"""
             <div id="workers-live" data-live>
-            {Table(["App", "Node", "Queues", "Concurrency", "Slots in use", "Last seen"], stats.Workers.OrderBy(w => w.App, StringComparer.Ordinal).Select(w => new[]
+            {Table(["App", "Node", "Queues", "Concurrency", "Slots in use", "Last seen", "Version"], stats.Workers.OrderBy(w => w.App, StringComparer.Ordinal).Select(w => new[]
             {
                 E(w.App), $"<code>{E(w.Node)}</code>", E(string.Join(", ", w.Queues)), $"{w.Concurrency}", $"{leases.GetValueOrDefault(w.Node)}", Time(w.LastSeen, now),
+                E(w.Version ?? "-"),
             }), "workers")}
             <p class="muted">Live workers: a heartbeat in the last 30 s. Slots in use: the runs whose lease the worker holds now.</p>
             </div>

@@ -30,6 +30,7 @@ public sealed class PagesTests : DashboardTest
 
         var workers = await GetPageAsync("/workers");
         Assert.Matches("<td>holder-app</td><td><code>[^<]+</code></td><td>held-q</td><td>4</td><td>1</td>", workers);
+        Assert.Matches(@"<td>\d+\.\d+\.\d+[^<]*</td></tr>", workers); // the version the worker runs
         var queues = await GetPageAsync("/queues");
         Assert.Contains("<td><a href=\"/redflow/runs?queue=held-q\">held-q</a></td><td><a href=\"/redflow/workflows/held\">held</a></td><td>0</td><td>0</td><td>1</td><td>0</td>", queues);
         Gate.TrySetResult();

@@ -141,7 +141,10 @@ internal sealed partial class RedisStore
         {
             if (infos[i].IsNull) continue;
             var info = JsonSerializer.Deserialize<WorkerHeartbeat>((string)infos[i]!, RedflowJson.Options)!;
-            workers.Add(new WorkerInfo(info.App, live[i].Element!, info.Queues, info.Concurrency, DateTimeOffset.FromUnixTimeMilliseconds((long)live[i].Score)));
+            workers.Add(new WorkerInfo(info.App, live[i].Element!, info.Queues, info.Concurrency, DateTimeOffset.FromUnixTimeMilliseconds((long)live[i].Score))
+            {
+                Version = info.Version,
+            });
         }
         return new RedflowStats
         {
@@ -185,4 +188,4 @@ internal sealed partial class RedisStore
 internal sealed record PublishedCron(string Id, string Expression, string Timezone, string? Input = null);
 
 /// <summary>What a worker publishes about itself with each heartbeat.</summary>
-internal sealed record WorkerHeartbeat(string App, IReadOnlyList<string> Queues, int Concurrency);
+internal sealed record WorkerHeartbeat(string App, IReadOnlyList<string> Queues, int Concurrency, string? Version = null);
