@@ -181,6 +181,55 @@ public sealed class BrowserTests : DashboardTest
     }
 
     [Fact]
+    public async Task Signal_resume_and_cron_actions_in_a_browser()
+    {
+        var approval = Workflows.Define<Order, string>("browser-approval", async ctx =>
+            "approved by " + await ctx.Step.WaitForSignalAsync<string>("approval", "approve"), new WorkflowOptions { MaxConcurrency = 5 });
+        await StartWorkerAsync("actions-browser-app", approval, Checkout);
+        var waiting = await Client.EmitWorkflowAsync("browser-approval", new Order("w", 1));
+        var failed = await Client.EmitWorkflowAsync(Checkout, new Order("bad", -1));
+        await Assert.ThrowsAsync<RunFailedException>(() => failed.ResultAsync(Generous));
+        await EventuallyAsync(async () => (await Client.GetRunAsync(waiting.RunId))!.Status == RunStatus.Waiting, "the run waits on its signal");
+
+        using var playwright = await Playwright.CreateAsync();
+        await using var browser = await LaunchAsync(playwright);
+        var page = await NewPageAsync(browser);
+
+        // A waiting run shows its wait; a signal sent from its page resumes it.
+        await page.GotoAsync($"{BaseUrl}/runs/{waiting.RunId}");
+        Assert.Contains("approve", await page.InnerTextAsync("#waits"));
+        await ScreenshotAsync(page, "run-waiting");
+        await page.ClickAsync("#signal");
+        Assert.Equal("approve", await page.InputValueAsync("#signal-name"));
+        await page.FillAsync("#signal-payload", "\"eve\"");
+        await page.ClickAsync("#confirm");
+        Assert.Equal("approved by eve", await waiting.ResultAsync<string>(Generous));
+
+        // A failed run is resumed as the same run.
+        await page.GotoAsync($"{BaseUrl}/runs/{failed.RunId}");
+        await page.ClickAsync("#resume");
+        await page.ClickAsync("#confirm");
+        Assert.EndsWith(failed.RunId, page.Url);
+        await EventuallyAsync(async () => (await Client.GetRunAsync(failed.RunId))!.Attempt > 1, "the resumed run ran another attempt");
+
+        // A cron trigger is paused, resumed and triggered now from its workflow's page.
+        await page.GotoAsync($"{BaseUrl}/workflows/checkout");
+        await page.ClickAsync("#cron-pause-new-year");
+        await page.ClickAsync("#confirm");
+        Assert.True((await Client.GetWorkflowMetaAsync("checkout"))!.Cron.Single().Paused);
+        await page.GotoAsync($"{BaseUrl}/workflows/checkout");
+        await page.ClickAsync("#cron-resume-new-year");
+        await page.ClickAsync("#confirm");
+        Assert.False((await Client.GetWorkflowMetaAsync("checkout"))!.Cron.Single().Paused);
+        await page.GotoAsync($"{BaseUrl}/workflows/checkout");
+        await page.ClickAsync("#cron-trigger-new-year");
+        await page.ClickAsync("#confirm");
+        var triggered = new Uri(page.Url).Segments[^1];
+        Assert.StartsWith("run_", triggered);
+        Assert.Equal("checkout", (await Client.GetRunAsync(triggered))!.Workflow);
+    }
+
+    [Fact]
     public async Task Dark_mode_follows_the_browser()
     {
         await StartWorkerAsync("dark-app", Checkout);
