@@ -21,7 +21,11 @@ public sealed record QueueWorkflowStats(string Queue, string Workflow, long Read
 /// <param name="Attempt">The attempt that failed, 1-based.</param>
 /// <param name="FailedAt">When it failed (Redis clock).</param>
 /// <param name="Error">Its error, with the stack trace.</param>
-public sealed record FailedAttempt(int Attempt, DateTimeOffset FailedAt, RunError Error);
+public sealed record FailedAttempt(int Attempt, DateTimeOffset FailedAt, RunError Error)
+{
+    /// <summary>The worker node that ran the attempt.</summary>
+    public string? Worker { get; init; }
+}
 
 /// <summary>
 /// Inspection reads beyond <see cref="IRedflowClient"/>'s own, for dashboards and tools: lease holders, idempotency
@@ -75,7 +79,7 @@ public static class RedflowInspection
     {
         var store = await StoreAsync(client).ConfigureAwait(false);
         var attempts = await store.GetAttemptErrorsAsync(Names.Check(runId, "run id")).WaitAsync(cancellationToken).ConfigureAwait(false);
-        return attempts.Select(a => new FailedAttempt(a.Attempt, a.FailedAt, a.Error)).ToList();
+        return attempts.Select(a => new FailedAttempt(a.Attempt, a.FailedAt, a.Error) { Worker = a.Worker }).ToList();
     }
 
     /// <summary>

@@ -34,7 +34,8 @@ release(id, r[F_QUEUE], r[F_WORKFLOW])
 local attempt, max_attempts = tonumber(r[F_ATTEMPT]), tonumber(r[F_MAX_ATTEMPTS])
 if ARGV[4] == '1' and attempt < max_attempts then
   redis.call('HSET', run, 'error', ARGV[3], 'attempt', attempt + 1)
-  redis.call('RPUSH', k_attempts(id), '{"attempt":' .. attempt .. ',"failed_at":' .. int(now) .. ',"error":' .. ARGV[3] .. '}')
+  redis.call('RPUSH', k_attempts(id), '{"attempt":' .. attempt .. ',"failed_at":' .. int(now) ..
+    ',"worker":' .. cjson.encode(redis.call('HGET', run, 'worker') or '') .. ',"error":' .. ARGV[3] .. '}')
   progressed(id, r)
   redis.call('HINCRBY', K_COUNTERS, 'retried', 1)
   local available = now + tonumber(ARGV[5])

@@ -275,6 +275,7 @@ public sealed class WaitTests : WorkerTest
         var store = await ((RedisRedflowClient)Client).StoreAsync();
         var history = Assert.Single(await store.GetAttemptErrorsAsync(handle.RunId));
         Assert.Equal((1, "first"), (history.Attempt, history.Error.Message));
+        Assert.NotNull(history.Worker); // the node that ran the failed attempt
     }
 
     [Fact]
