@@ -25,6 +25,9 @@ public sealed record FailedAttempt(int Attempt, DateTimeOffset FailedAt, RunErro
 {
     /// <summary>The worker node that ran the attempt.</summary>
     public string? Worker { get; init; }
+
+    /// <summary>When the attempt's lease started (Redis clock): the claim that ran it, or the takeover after a worker died.</summary>
+    public DateTimeOffset? StartedAt { get; init; }
 }
 
 /// <summary>
@@ -79,7 +82,7 @@ public static class RedflowInspection
     {
         var store = await StoreAsync(client).ConfigureAwait(false);
         var attempts = await store.GetAttemptErrorsAsync(Names.Check(runId, "run id")).WaitAsync(cancellationToken).ConfigureAwait(false);
-        return attempts.Select(a => new FailedAttempt(a.Attempt, a.FailedAt, a.Error) { Worker = a.Worker }).ToList();
+        return attempts.Select(a => new FailedAttempt(a.Attempt, a.FailedAt, a.Error) { Worker = a.Worker, StartedAt = a.StartedAt }).ToList();
     }
 
     /// <summary>

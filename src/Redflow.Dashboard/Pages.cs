@@ -340,7 +340,7 @@ internal sealed class Ui(string basePath, RedflowDashboardOptions options)
             <h2>Input</h2>{Json(run.Input, "input")}
             {(run.Output is { } output ? $"<h2>Output</h2>{Json(output, "output")}" : "")}
             {(run.Error is { } error ? $"<h2>Error</h2><pre id=\"error\">{E(error.Type)}: {E(error.Message)}\n{E(error.StackTrace)}</pre>" : "")}
-            {(attempts.Count == 0 ? "" : $"<h2>Failed attempts</h2>{Table(["Attempt", "Failed", "Worker", "Error"], attempts.Select(a => new[] { $"{a.Attempt}", Time(a.FailedAt, now), a.Worker is { } node ? $"<code>{E(node)}</code>" : "-", $"<details><summary><code>{E($"{a.Error.Type}: {a.Error.Message}")}</code></summary><pre>{E(a.Error.StackTrace)}</pre></details>" }), "attempts")}")}
+            {(attempts.Count == 0 ? "" : $"<h2>Failed attempts</h2>{Table(["Attempt", "Started", "Failed", "Worker", "Error"], attempts.Select(a => new[] { $"{a.Attempt}", Time(a.StartedAt, now), Time(a.FailedAt, now), a.Worker is { } node ? $"<code>{E(node)}</code>" : "-", $"<details><summary><code>{E($"{a.Error.Type}: {a.Error.Message}")}</code></summary><pre>{E(a.Error.StackTrace)}</pre></details>" }), "attempts")}")}
             <h2>Steps</h2>
             {Table(["Step", "Status", "Attempt", "Started", "Duration", "Result"], steps.Select(x => new[]
             {

@@ -444,7 +444,7 @@ internal sealed partial class RedisStore(IConnectionMultiplexer redis, Keys keys
     }
 
     /// <summary>The errors of a run's failed attempts that were retried, oldest first (fail.lua).</summary>
-    public async Task<IReadOnlyList<(int Attempt, DateTimeOffset FailedAt, RunError Error, string? Worker)>> GetAttemptErrorsAsync(string runId)
+    public async Task<IReadOnlyList<(int Attempt, DateTimeOffset FailedAt, RunError Error, string? Worker, DateTimeOffset? StartedAt)>> GetAttemptErrorsAsync(string runId)
     {
         var items = await Db.ListRangeAsync(Keys.Attempts(runId)).ConfigureAwait(false);
         return items.Select(i =>
@@ -453,7 +453,8 @@ internal sealed partial class RedisStore(IConnectionMultiplexer redis, Keys keys
             var root = doc.RootElement;
             return (root.GetProperty("attempt").GetInt32(), DateTimeOffset.FromUnixTimeMilliseconds(root.GetProperty("failed_at").GetInt64()),
                 root.GetProperty("error").Deserialize<RunError>(RedflowJson.Options)!,
-                root.TryGetProperty("worker", out var w) && w.GetString() is { Length: > 0 } node ? node : null);
+                root.TryGetProperty("worker", out var w) && w.GetString() is { Length: > 0 } node ? node : null,
+                root.TryGetProperty("started_at", out var started) && started.ValueKind == JsonValueKind.Number ? DateTimeOffset.FromUnixTimeMilliseconds(started.GetInt64()) : (DateTimeOffset?)null);
         }).ToList();
     }
 

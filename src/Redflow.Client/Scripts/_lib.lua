@@ -349,7 +349,8 @@ local function claim_from(q, max, worker, lease_ms, now, out)
         local token = next_token(now)
         local deadline = int(now + lease_ms)
         local r = redis.call('HMGET', run, 'created_at', 'started_at', 'input', 'attempt', 'max_attempts', 'resumes', 'traceparent', 'woken')
-        redis.call('HSET', run, 'status', 'running', 'token', token, 'worker', worker, 'lease_until', deadline, 'started_at', r[2] or int(now))
+        redis.call('HSET', run, 'status', 'running', 'token', token, 'worker', worker, 'lease_until', deadline, 'started_at', r[2] or int(now),
+          'leased_at', int(now))
         if r[8] then redis.call('HDEL', run, 'woken') end
         redis.call('ZADD', k_leases(q), deadline, id)
         redis.call('SADD', k_running(wf), id)

@@ -34,8 +34,11 @@ release(id, r[F_QUEUE], r[F_WORKFLOW])
 local attempt, max_attempts = tonumber(r[F_ATTEMPT]), tonumber(r[F_MAX_ATTEMPTS])
 if ARGV[4] == '1' and attempt < max_attempts then
   redis.call('HSET', run, 'error', ARGV[3], 'attempt', attempt + 1)
-  redis.call('RPUSH', k_attempts(id), '{"attempt":' .. attempt .. ',"failed_at":' .. int(now) ..
-    ',"worker":' .. cjson.encode(redis.call('HGET', run, 'worker') or '') .. ',"error":' .. ARGV[3] .. '}')
+  -- The attempt history: when the lease that ran this attempt started (leased_at, written by each claim), when it
+  -- failed, on which worker, with which error.
+  local held = redis.call('HMGET', run, 'worker', 'leased_at')
+  redis.call('RPUSH', k_attempts(id), '{"attempt":' .. attempt .. ',"started_at":' .. (held[2] or int(now)) .. ',"failed_at":' .. int(now) ..
+    ',"worker":' .. cjson.encode(held[1] or '') .. ',"error":' .. ARGV[3] .. '}')
   progressed(id, r)
   redis.call('HINCRBY', K_COUNTERS, 'retried', 1)
   local available = now + tonumber(ARGV[5])

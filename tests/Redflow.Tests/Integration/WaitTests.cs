@@ -276,6 +276,7 @@ public sealed class WaitTests : WorkerTest
         var history = Assert.Single(await store.GetAttemptErrorsAsync(handle.RunId));
         Assert.Equal((1, "first"), (history.Attempt, history.Error.Message));
         Assert.NotNull(history.Worker); // the node that ran the failed attempt
+        Assert.True(history.StartedAt <= history.FailedAt, $"attempt started {history.StartedAt}, failed {history.FailedAt}");
     }
 
     [Fact]
