@@ -429,6 +429,7 @@ end
 -- event is there. kind: 'child' | 'sleep' | 'signal' | 'event'; deadline: ms or nil.
 local function wait_ready(id, kind, name, key, deadline, created_ms, now)
   if deadline and now >= deadline then return true end
+  -- A child that is gone (no record) counts as ready too: wait.lua then answers 'missing'.
   if kind == 'child' then return TERMINAL[redis.call('HGET', k_run(name), 'status') or 'succeeded'] == true end
   if kind == 'signal' then return next_signal(id, name, false) ~= nil end
   if kind == 'event' then return next_event(id, name, key, created_ms) ~= nil end
