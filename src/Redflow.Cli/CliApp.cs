@@ -120,6 +120,7 @@ internal static class CliApp
             io.Line($"status    {run.Status}, attempt {run.Attempt}/{run.MaxAttempts}, resumes {run.Resumes}");
             io.Line($"created   {Time(run.CreatedAt)}   started {Time(run.StartedAt)}   finished {Time(run.FinishedAt)}");
             if (lease is not null) io.Line($"worker    {lease.App ?? "?"} (node {lease.Node}), lease until {Time(lease.Deadline)}");
+            if (lease?.CurrentStep is { } current) io.Line($"in step   {current} (as of the last lease renewal)");
             if (run.ParentRunId is not null) io.Line($"parent    {run.ParentRunId}");
             if (run.RerunOf is not null) io.Line($"rerun of  {run.RerunOf}");
             if (run.CancelReason is not null) io.Line($"canceled  {run.CancelReason}");

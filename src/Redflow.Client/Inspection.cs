@@ -6,7 +6,14 @@ namespace Redflow;
 /// <param name="Node">The worker node id holding the lease.</param>
 /// <param name="App">The app name of that worker, when its heartbeat is still in Redis.</param>
 /// <param name="Deadline">When the lease runs out unless renewed (Redis clock).</param>
-public sealed record RunLease(string Node, string? App, DateTimeOffset? Deadline);
+public sealed record RunLease(string Node, string? App, DateTimeOffset? Deadline)
+{
+    /// <summary>
+    /// The step the run was in at its worker's last lease renewal (every third of the lease), or null when it was between
+    /// steps, waiting, or not renewed yet since its claim. With parallel steps, the one started last.
+    /// </summary>
+    public string? CurrentStep { get; init; }
+}
 
 /// <summary>Counts of one workflow on one queue.</summary>
 /// <param name="Queue">The queue.</param>

@@ -317,7 +317,9 @@ internal sealed class Ui(string basePath, RedflowDashboardOptions options)
             var last = steps.Where(s => s.Attempt == run.Attempt).MaxBy(s => s.FinishedAt ?? DateTimeOffset.MinValue);
             current = $"""
                 <p class="notice" id="current">Running attempt {run.Attempt}{(lease is null ? "" : $" on <b>{E(lease.App ?? "?")}</b> (node <code>{E(lease.Node)}</code>), lease until {Time(lease.Deadline, now)}")};
-                {(last is null ? "no step recorded yet in this attempt (the handler is in its first step, or between steps)" : $"the current step comes after <b>{E(last.Name)}</b> (recorded {Time(last.FinishedAt, now)})")}.</p>
+                {(lease?.CurrentStep is { } step
+                    ? $"its current step is <b>{E(step)}</b> (as of the last lease renewal){(last is null ? "" : $"; the last recorded step is <b>{E(last.Name)}</b> (recorded {Time(last.FinishedAt, now)})")}"
+                    : last is null ? "no step recorded yet in this attempt (the handler is in its first step, or between steps)" : $"the current step comes after <b>{E(last.Name)}</b> (recorded {Time(last.FinishedAt, now)})")}.</p>
                 """;
         }
         var body = $"""

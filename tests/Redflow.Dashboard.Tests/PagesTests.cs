@@ -21,7 +21,7 @@ public sealed class PagesTests : DashboardTest
         await StartWorkerAsync("holder-app", Held);
         var handle = await Client.EmitWorkflowAsync("held", null);
         string html = "";
-        await EventuallyAsync(async () => (html = await GetPageAsync($"/runs/{handle.RunId}")).Contains("the current step comes after <b>first</b>"), "the run is in its second step");
+        await EventuallyAsync(async () => (html = await GetPageAsync($"/runs/{handle.RunId}")).Contains("its current step is <b>wait</b> (as of the last lease renewal); the last recorded step is <b>first</b>"), "the run's current step shown");
         Assert.Contains("on <b>holder-app</b> (node <code>", html);
         Assert.Matches("<tr><td>Lease until</td><td><time datetime=\"[^\"]+\" title=\"[^\"]+ UTC\">in \\d+ s</time></td></tr>", html);
         Assert.Contains("<div class=\"tl\" id=\"timeline\">", html);

@@ -2,8 +2,25 @@ using Akka.Actor;
 
 namespace Redflow.Runtime;
 
-/// <summary>A RunActor holds this lease: renew it until <see cref="UntrackLease"/>.</summary>
-internal sealed record TrackLease(string RunId, string Token, IActorRef Run);
+/// <summary>A RunActor holds this lease: renew it until <see cref="UntrackLease"/>; each renewal records <paramref name="Progress"/>'s step.</summary>
+internal sealed record TrackLease(string RunId, string Token, IActorRef Run, RunProgress Progress);
+
+/// <summary>
+/// The step a run is in, written by its RunActor as steps start and end and read by the renewer, which records it with
+/// the next renewal (so the dashboard shows a running run's current step without a Redis write per step). The one
+/// piece of state two actors share: a single reference, written and read whole.
+/// </summary>
+internal sealed class RunProgress
+{
+    private string? _step;
+
+    /// <summary>The step started last while any step runs; null between steps.</summary>
+    public string? Step
+    {
+        get => Volatile.Read(ref _step);
+        set => Volatile.Write(ref _step, value);
+    }
+}
 
 /// <summary>A RunActor no longer holds (or no longer needs) its lease.</summary>
 internal sealed record UntrackLease(string RunId, string Token);
@@ -24,18 +41,18 @@ internal sealed class LeaseRenewer : ReceiveActor, IWithTimers
 {
     private const int Chunk = 500;
     private sealed record Renew;
-    private sealed record RenewDone(IReadOnlyList<(string RunId, string Token, IActorRef Run)> Runs, long SentAt, long ReceivedAt, long DeadlineMs, int[] Codes);
+    private sealed record RenewDone(IReadOnlyList<(string RunId, string Token, IActorRef Run, string? Step)> Runs, long SentAt, long ReceivedAt, long DeadlineMs, int[] Codes);
     private sealed record RenewFailed(Exception Error);
 
     private readonly WorkerContext _ctx;
-    private readonly Dictionary<string, (string Token, IActorRef Run)> _leases = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, (string Token, IActorRef Run, RunProgress Progress)> _leases = new(StringComparer.Ordinal);
     private bool _inFlight;
     private bool _renewAgain; // a RenewNow came while a renewal was in flight
 
     public LeaseRenewer(WorkerContext ctx)
     {
         _ctx = ctx;
-        Receive<TrackLease>(m => _leases[m.RunId] = (m.Token, m.Run));
+        Receive<TrackLease>(m => _leases[m.RunId] = (m.Token, m.Run, m.Progress));
         Receive<UntrackLease>(m =>
         {
             // Only the holder of this token: a stale actor of a run taken over must not drop the new holder's lease.
@@ -75,7 +92,7 @@ internal sealed class LeaseRenewer : ReceiveActor, IWithTimers
         // an idle worker is seen only at its heartbeat (5 s), later than a short lease's next expiry.
         if (_leases.Count == 0) _ctx.Health.Renewed(); // nothing to renew is renewal on time
         _inFlight = true;
-        var runs = _leases.Select(kv => (kv.Key, kv.Value.Token, kv.Value.Run)).ToList();
+        var runs = _leases.Select(kv => (kv.Key, kv.Value.Token, kv.Value.Run, kv.Value.Progress.Step)).ToList();
         var sentAt = WorkerContext.Now();
         var (store, lease, node) = (_ctx.Store, _ctx.Options.Lease, _ctx.Node);
         RenewAllAsync().PipeTo(Self, success: r => new RenewDone(runs, sentAt, WorkerContext.Now(), r.DeadlineMs, r.Codes), failure: ex => new RenewFailed(ex));
@@ -83,7 +100,7 @@ internal sealed class LeaseRenewer : ReceiveActor, IWithTimers
         async Task<(long DeadlineMs, int[] Codes)> RenewAllAsync()
         {
             if (runs.Count == 0) return await store.RenewAsync(lease, node, []).ConfigureAwait(false);
-            var chunks = runs.Chunk(Chunk).Select(c => store.RenewAsync(lease, node, c.Select(r => (r.Key, r.Token)).ToList()));
+            var chunks = runs.Chunk(Chunk).Select(c => store.RenewAsync(lease, node, c.Select(r => (r.Key, r.Token, r.Step)).ToList()));
             var results = await Task.WhenAll(chunks).ConfigureAwait(false);
             return (results.Min(r => r.DeadlineMs), results.SelectMany(r => r.Codes).ToArray());
         }
@@ -97,7 +114,7 @@ internal sealed class LeaseRenewer : ReceiveActor, IWithTimers
         var deadline = _ctx.LeaseDeadline(done.DeadlineMs, done.SentAt, done.ReceivedAt);
         for (var i = 0; i < done.Runs.Count; i++)
         {
-            var (runId, _, run) = done.Runs[i];
+            var (runId, _, run, _) = done.Runs[i];
             switch (done.Codes[i])
             {
                 case 0:

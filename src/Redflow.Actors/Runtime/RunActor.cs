@@ -151,6 +151,7 @@ internal sealed class RunActor : UntypedActor, IWithTimers
     private readonly Dictionary<string, WaitCall> _waits = new(StringComparer.Ordinal);
     private readonly List<object> _stash = []; // handler messages that came while the suspension was being written
     private int _runningSteps;
+    private readonly RunProgress _progress = new(); // the current step, for the renewer to record (inspection only)
     private int _busy; // the handler's start and answers to its calls whose code has not reached its next await (HandlerIdle)
     private int _suspendAttempts;
     private readonly long _started = WorkerContext.Now();
@@ -245,7 +246,7 @@ internal sealed class RunActor : UntypedActor, IWithTimers
 
     protected override void PreStart()
     {
-        _renewer.Tell(new TrackLease(_run.Id, _run.Token, Self));
+        _renewer.Tell(new TrackLease(_run.Id, _run.Token, Self, _progress));
         var left = WorkerContext.Until(_localDeadline) - _ctx.FenceMargin;
         if (left <= TimeSpan.Zero)
         {
@@ -324,13 +325,14 @@ internal sealed class RunActor : UntypedActor, IWithTimers
             return;
         }
         _runningSteps++;
+        _progress.Step = step.Name;
         Context.ActorOf(Props.Create<StepActor>(_ctx, _run, step, _stop.Token), "step-" + ++_stepCount);
     }
 
     // The StepActor answers the handler's call itself (Replies, telling this actor HandlerIdle after it).
     private void StepEnded()
     {
-        _runningSteps--;
+        if (--_runningSteps == 0) _progress.Step = null;
         _busy++;
     }
 

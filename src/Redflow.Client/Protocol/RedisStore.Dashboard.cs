@@ -19,7 +19,7 @@ internal sealed partial class RedisStore
     /// <summary>Who holds a running run's lease and until when (null when it is not running).</summary>
     public async Task<RunLease?> GetLeaseAsync(string runId)
     {
-        var v = await Db.HashGetAsync(Keys.Run(runId), ["status", "worker", "lease_until"]).ConfigureAwait(false);
+        var v = await Db.HashGetAsync(Keys.Run(runId), ["status", "worker", "lease_until", "current_step"]).ConfigureAwait(false);
         if ((string?)v[0] != "running" || v[1].IsNullOrEmpty) return null;
         var node = (string)v[1]!;
         var info = await Db.HashGetAsync(Keys.Workers, node).ConfigureAwait(false);
@@ -29,7 +29,10 @@ internal sealed partial class RedisStore
             try { app = JsonSerializer.Deserialize<WorkerHeartbeat>((string)info!, RedflowJson.Options)?.App; }
             catch (JsonException) { }
         }
-        return new RunLease(node, app, v[2].IsNullOrEmpty ? null : DateTimeOffset.FromUnixTimeMilliseconds((long)v[2]));
+        return new RunLease(node, app, v[2].IsNullOrEmpty ? null : DateTimeOffset.FromUnixTimeMilliseconds((long)v[2]))
+        {
+            CurrentStep = v[3].IsNullOrEmpty ? null : (string)v[3]!,
+        };
     }
 
     /// <summary>The run each workflow's idempotency key names, if any (every registered workflow is looked at).</summary>

@@ -199,17 +199,18 @@ internal sealed partial class RedisStore(IConnectionMultiplexer redis, Keys keys
 
     /// <summary>
     /// Renews leases of <paramref name="worker"/> (which is seen alive by it); returns the new deadline and, per run,
-    /// 0 lost, 1 renewed, 2 renewed with a cancel request.
+    /// 0 lost, 1 renewed, 2 renewed with a cancel request. Each run's current step (null between steps) is recorded for inspection.
     /// </summary>
-    public async Task<(long DeadlineMs, int[] Codes)> RenewAsync(TimeSpan lease, string worker, IReadOnlyList<(string RunId, string Token)> runs)
+    public async Task<(long DeadlineMs, int[] Codes)> RenewAsync(TimeSpan lease, string worker, IReadOnlyList<(string RunId, string Token, string? Step)> runs)
     {
-        var args = new RedisValue[2 + runs.Count * 2];
+        var args = new RedisValue[2 + runs.Count * 3];
         args[0] = (long)lease.TotalMilliseconds;
         args[1] = worker;
         for (var i = 0; i < runs.Count; i++)
         {
-            args[2 + i * 2] = runs[i].RunId;
-            args[3 + i * 2] = runs[i].Token;
+            args[2 + i * 3] = runs[i].RunId;
+            args[3 + i * 3] = runs[i].Token;
+            args[4 + i * 3] = runs[i].Step ?? "";
         }
         var r = (RedisResult[])(await CallAsync(ScriptLibrary.Renew, args).ConfigureAwait(false))!;
         return ((long)r[0], r.Skip(1).Select(x => (int)x).ToArray());

@@ -350,7 +350,7 @@ local function claim_from(q, max, worker, lease_ms, now, out)
         local deadline = int(now + lease_ms)
         local r = redis.call('HMGET', run, 'created_at', 'started_at', 'input', 'attempt', 'max_attempts', 'resumes', 'traceparent', 'woken')
         redis.call('HSET', run, 'status', 'running', 'token', token, 'worker', worker, 'lease_until', deadline, 'started_at', r[2] or int(now),
-          'leased_at', int(now))
+          'leased_at', int(now), 'current_step', '') -- the renewals say which step it is in
         if r[8] then redis.call('HDEL', run, 'woken') end
         redis.call('ZADD', k_leases(q), deadline, id)
         redis.call('SADD', k_running(wf), id)

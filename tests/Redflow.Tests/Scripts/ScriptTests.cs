@@ -119,10 +119,12 @@ public sealed class ScriptTests
         await RegisterAsync();
         await EmitAsync("run_a");
         var run = await ClaimOneAsync();
-        var (deadline, codes) = await _store.RenewAsync(Lease, "node-1", [(run.Id, run.Token), (run.Id, "999999")]);
+        var (deadline, codes) = await _store.RenewAsync(Lease, "node-1", [(run.Id, run.Token, "charge"), (run.Id, "999999", null)]);
         Assert.Equal([1, 0], codes);
-        var (again, codes2) = await _store.RenewAsync(Lease, "node-1", [(run.Id, run.Token)]);
+        Assert.Equal("charge", (string?)await Db.HashGetAsync(K.Run(run.Id), "current_step")); // the step it is in, for inspection
+        var (again, codes2) = await _store.RenewAsync(Lease, "node-1", [(run.Id, run.Token, null)]);
         Assert.Equal([1], codes2);
+        Assert.Equal("", (string?)await Db.HashGetAsync(K.Run(run.Id), "current_step")); // between steps
         Assert.True(again >= deadline);
         Assert.Equal(again, (long)(await Db.SortedSetScoreAsync(K.Leases("q"), run.Id))!.Value);
     }
@@ -336,7 +338,7 @@ public sealed class ScriptTests
         var run = await ClaimOneAsync();
         Assert.True(await _store.CancelAsync("run_r", "stop"));
         Assert.True(await _store.CancelAsync("run_r", "stop")); // still under way
-        var codes = (await _store.RenewAsync(Lease, "node-1", [(run.Id, run.Token)])).Codes;
+        var codes = (await _store.RenewAsync(Lease, "node-1", [(run.Id, run.Token, null)])).Codes;
         Assert.Equal(new[] { 2 }, codes);
         Assert.True(await _store.CancelAsync("run_r", null, run.Token)); // the holder acknowledges
         Assert.False(await _store.CancelAsync("run_r", null, run.Token));
