@@ -223,6 +223,7 @@ internal sealed class RedisRedflowClient : IRedflowClient
         var (workflow, options) = (request.Workflow, request.Options);
         Names.Check(workflow, "workflow name");
         if (options?.IdempotencyKey is { } key) Names.Check(key, "idempotency key");
+        if (options?.Key is { } flowKey) Names.Check(flowKey, "flow-control key (EmitOptions.Key)");
         var queue = request.Queue ?? options?.Queue;
         if (queue is not null) Names.Check(queue, "queue", allowColon: false);
         if (options?.Delay is { } delay && delay < TimeSpan.Zero)
@@ -242,6 +243,7 @@ internal sealed class RedisRedflowClient : IRedflowClient
             Queue = queue, MaxAttempts = request.MaxAttempts, RunAt = options?.RunAt, Delay = options?.Delay,
             IdempotencyKey = options?.IdempotencyKey, IdempotencyWindow = _options.IdempotencyWindow,
             ParentRunId = request.ParentRunId, RerunOf = request.RerunOf, TraceParent = RedflowTelemetry.CurrentTraceParent(),
+            Priority = options?.Priority ?? 0, Key = options?.Key,
         }).ConfigureAwait(false);
         activity?.SetTag("redflow.run_id", id);
         activity?.SetTag("redflow.created", created);
@@ -423,7 +425,10 @@ internal sealed class RedisRedflowClient : IRedflowClient
     {
         var original = await GetRunAsync(runId, cancellationToken).ConfigureAwait(false)
             ?? throw new ArgumentException($"Run {runId} does not exist (or its retention has passed).", nameof(runId));
-        var id = await EmitAsync(new EmitRequest(original.Workflow, original.Input.GetRawText()) { Queue = original.Queue, RerunOf = original.Id }, cancellationToken).ConfigureAwait(false);
+        var id = await EmitAsync(new EmitRequest(original.Workflow, original.Input.GetRawText())
+        {
+            Queue = original.Queue, RerunOf = original.Id, Options = new EmitOptions { Key = original.Key, Priority = original.Priority },
+        }, cancellationToken).ConfigureAwait(false);
         return new RunHandle(this, id);
     }
 

@@ -93,6 +93,10 @@ public sealed record RunRecord
     public string? RerunOf { get; init; }
     /// <summary>What a <see cref="RunStatus.Waiting"/> run waits on; empty otherwise (and in run listings).</summary>
     public IReadOnlyList<WaitInfo> Waits { get; init; } = [];
+    /// <summary>The flow-control key it was emitted with (<see cref="EmitOptions.Key"/>), if any.</summary>
+    public string? Key { get; init; }
+    /// <summary>Its priority (<see cref="EmitOptions.Priority"/>).</summary>
+    public int Priority { get; init; }
 }
 
 /// <summary>A step of a run, as recorded.</summary>
@@ -131,6 +135,13 @@ public sealed record EmitOptions
     public TimeSpan? Delay { get; init; }
     /// <summary>Run on this queue instead of the workflow's own.</summary>
     public string? Queue { get; init; }
+    /// <summary>
+    /// The run's flow-control key (a tenant, a user, an account): <see cref="WorkflowOptions.MaxConcurrencyPerKey"/>,
+    /// <see cref="WorkflowOptions.RateLimit"/> and <see cref="WorkflowOptions.Debounce"/> apply per key. Null: none.
+    /// </summary>
+    public string? Key { get; init; }
+    /// <summary>Within its queue, a ready run of higher priority is claimed first (across the queue's workflows). Default 0.</summary>
+    public int Priority { get; init; }
 }
 
 /// <summary>Options of a step.</summary>
@@ -216,7 +227,23 @@ public sealed record WorkflowMeta
     public IReadOnlyList<WorkflowWorker> Workers { get; init; } = [];
     /// <summary>Its runs by status.</summary>
     public IReadOnlyDictionary<RunStatus, long> RunCounts { get; init; } = new Dictionary<RunStatus, long>();
+    /// <summary>At most this many of its runs are running per flow-control key; null: no per-key cap.</summary>
+    public int? MaxConcurrencyPerKey { get; init; }
+    /// <summary>Its rate limit, if any.</summary>
+    public RateLimit? RateLimit { get; init; }
+    /// <summary>Its debounce, if any.</summary>
+    public DebounceOptions? Debounce { get; init; }
+    /// <summary>Ready runs held back now by a per-key cap or the rate limit (queued, not claimable until a slot or the window frees).</summary>
+    public long HeldBack { get; init; }
+    /// <summary>The keys holding back the most ready runs, most first (at most 10); the workflow's own rate limit as key <c>""</c>.</summary>
+    public IReadOnlyList<HeldBackKey> HeldBackKeys { get; init; } = [];
 }
+
+/// <summary>A flow-control key whose ready runs are held back.</summary>
+/// <param name="Key">The key (<c>""</c>: runs without a key, held back by the workflow's own rate limit).</param>
+/// <param name="Ready">Its ready runs held back.</param>
+/// <param name="Running">Its runs running now.</param>
+public sealed record HeldBackKey(string Key, long Ready, long Running);
 
 /// <summary>Counts of one queue.</summary>
 /// <param name="Name">The queue.</param>

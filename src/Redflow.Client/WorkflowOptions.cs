@@ -29,6 +29,26 @@ public sealed record WorkflowOptions
     /// <summary>How long a finished run and its steps stay in Redis. Default 7 days.</summary>
     public TimeSpan Retention { get; init; } = TimeSpan.FromDays(7);
 
+    /// <summary>
+    /// At most this many runs per flow-control key (<see cref="EmitOptions.Key"/>) are <see cref="RunStatus.Running"/>
+    /// at once, across all workers, beside <see cref="MaxConcurrency"/>. A key at its cap never holds back other keys.
+    /// Runs without a key are limited by <see cref="MaxConcurrency"/> alone. Null (the default): no per-key cap.
+    /// </summary>
+    public int? MaxConcurrencyPerKey { get; init; }
+
+    /// <summary>
+    /// At most <see cref="Redflow.RateLimit.Limit"/> runs start in any window of <see cref="Redflow.RateLimit.Period"/>
+    /// (a sliding window, on the Redis clock, across all workers), per key for runs with one. Every lease counts: a first
+    /// start, a retry, a resume after a wait. Runs over the limit stay queued; none is dropped. Null: no limit.
+    /// </summary>
+    public RateLimit? RateLimit { get; init; }
+
+    /// <summary>
+    /// Folds emits with the same key (runs without a key share one slot) into one pending run that takes the latest
+    /// input and starts once no emit came for the period, or at the latest MaxWait after the first. Null: none.
+    /// </summary>
+    public DebounceOptions? Debounce { get; init; }
+
     /// <summary>Checks every value; throws <see cref="ArgumentException"/> naming the bad one.</summary>
     internal void Validate(string workflow)
     {
@@ -40,11 +60,45 @@ public sealed record WorkflowOptions
         if (Retention <= TimeSpan.Zero)
             throw new ArgumentOutOfRangeException(nameof(Retention), Retention, $"Workflow '{workflow}': Retention must be positive.");
         Retry.Validate(workflow);
+        if (MaxConcurrencyPerKey is < 1)
+            throw new ArgumentOutOfRangeException(nameof(MaxConcurrencyPerKey), MaxConcurrencyPerKey, $"Workflow '{workflow}': MaxConcurrencyPerKey must be at least 1 (or null for none).");
+        RateLimit?.Validate(workflow);
+        Debounce?.Validate(workflow);
         foreach (var trigger in Events)
         {
             ArgumentNullException.ThrowIfNull(trigger, nameof(Events));
             Names.Check(trigger.Name, $"event name of workflow '{workflow}'");
         }
+    }
+}
+
+/// <summary>A rate limit: at most <paramref name="Limit"/> runs start in any window of length <paramref name="Period"/>.</summary>
+/// <param name="Limit">Starts allowed per window, at least 1.</param>
+/// <param name="Period">The window's length, at least 1 ms.</param>
+public sealed record RateLimit(int Limit, TimeSpan Period)
+{
+    internal void Validate(string workflow)
+    {
+        if (Limit < 1)
+            throw new ArgumentOutOfRangeException(nameof(Limit), Limit, $"Workflow '{workflow}': RateLimit.Limit must be at least 1.");
+        if (Period < TimeSpan.FromMilliseconds(1))
+            throw new ArgumentOutOfRangeException(nameof(Period), Period, $"Workflow '{workflow}': RateLimit.Period must be at least 1 ms.");
+    }
+}
+
+/// <summary>Debouncing of a workflow's emits: a pending run starts <paramref name="Period"/> after the last emit that folded into it.</summary>
+/// <param name="Period">How long no emit must come before the pending run starts; at least 1 ms.</param>
+public sealed record DebounceOptions(TimeSpan Period)
+{
+    /// <summary>The pending run starts at the latest this long after the first emit that made it, however many follow. Null: no bound. Not below <see cref="Period"/>.</summary>
+    public TimeSpan? MaxWait { get; init; }
+
+    internal void Validate(string workflow)
+    {
+        if (Period < TimeSpan.FromMilliseconds(1))
+            throw new ArgumentOutOfRangeException(nameof(Period), Period, $"Workflow '{workflow}': Debounce.Period must be at least 1 ms.");
+        if (MaxWait is { } max && max < Period)
+            throw new ArgumentOutOfRangeException(nameof(MaxWait), MaxWait, $"Workflow '{workflow}': Debounce.MaxWait ({max}) must not be below Debounce.Period ({Period}).");
     }
 }
 

@@ -22,7 +22,10 @@ internal static class Registration
                 var s = CronSchedule.Parse(t, w.Name);
                 return new PublishedCron(s.Id, t.Expression, t.Timezone, RedflowJson.Serialize(t.Input));
             }), RedflowJson.Options),
-            string.Join('\n', w.Options.Events.Select(e => e.Name).Distinct(StringComparer.Ordinal)))).ToList();
+            string.Join('\n', w.Options.Events.Select(e => e.Name).Distinct(StringComparer.Ordinal)))
+        {
+            MaxConcurrencyPerKey = w.Options.MaxConcurrencyPerKey, RateLimit = w.Options.RateLimit, Debounce = w.Options.Debounce,
+        }).ToList();
         return ctx.Store.RegisterAsync(o.App, ctx.Node, info, workflows);
     }
 }

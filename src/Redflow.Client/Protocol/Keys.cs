@@ -60,6 +60,21 @@ internal sealed class Keys
     public RedisKey CronLast(string triggerId) => Base + "cron:" + triggerId;
     public RedisKey CronPaused(string triggerId) => Base + "cronpaused:" + triggerId;
 
+    // Flow control (the layout is explained in _lib.lua). Priority p is a decimal integer; 0 uses Ready and Ring.
+    public RedisKey ReadyAt(string queue, int priority, string workflow) => priority == 0 ? Ready(queue, workflow) : Base + "readyp:" + queue + ":" + P(priority) + ":" + workflow;
+    public RedisKey RingAt(string queue, int priority) => priority == 0 ? Ring(queue) : Base + "ringp:" + queue + ":" + P(priority);
+    public RedisKey Levels(string queue) => Base + "levels:" + queue;
+    public RedisKey KeyReady(string queue, int priority, string workflow, string key) => Base + "kready:" + queue + ":" + P(priority) + ":" + Len(workflow) + ":" + workflow + ":" + key;
+    public RedisKey KeyRunning(string workflow, string key) => Base + "krunning:" + Len(workflow) + ":" + workflow + ":" + key;
+    public RedisKey KeyParked(string workflow, string key) => Base + "kparked:" + Len(workflow) + ":" + workflow + ":" + key;
+    public RedisKey WorkflowParked(string workflow) => Base + "wfparked:" + workflow;
+    public RedisKey Rate(string workflow, string key) => Base + "rate:" + Len(workflow) + ":" + workflow + ":" + key;
+    public RedisKey RateWait(string queue) => Base + "ratewait:" + queue;
+    public RedisKey Debounce(string workflow, string key) => Base + "debounce:" + Len(workflow) + ":" + workflow + ":" + key;
+    public RedisKey Folded(string runId) => Base + "folded:" + runId;
+
+    private static string P(int priority) => priority.ToString(System.Globalization.CultureInfo.InvariantCulture);
+
     /// <summary>A key part's length as Lua's <c>#</c> counts it: UTF-8 bytes.</summary>
     private static int Len(string part) => System.Text.Encoding.UTF8.GetByteCount(part);
 

@@ -79,6 +79,8 @@ internal sealed record NewRun(string RunId, string Workflow, string InputJson)
     public string? ParentRunId { get; init; }
     public string? RerunOf { get; init; }
     public string TraceParent { get; init; } = "";
+    public int Priority { get; init; }
+    public string? Key { get; init; }
 }
 
 /// <summary>
@@ -108,7 +110,12 @@ internal sealed record ReapResult(int Promoted, int Reclaimed, int Purged, int C
 internal sealed record PendingOnFailure(RunInfo Run, string Input, RunError Error);
 
 /// <summary>One workflow's metadata as a worker publishes it.</summary>
-internal sealed record WorkflowRegistration(string Name, string Queue, int MaxConcurrency, int MaxAttempts, TimeSpan Retention, bool HasOnFailure, string CronJson, string EventTriggers = "");
+internal sealed record WorkflowRegistration(string Name, string Queue, int MaxConcurrency, int MaxAttempts, TimeSpan Retention, bool HasOnFailure, string CronJson, string EventTriggers = "")
+{
+    public int? MaxConcurrencyPerKey { get; init; }
+    public RateLimit? RateLimit { get; init; }
+    public DebounceOptions? Debounce { get; init; }
+}
 
 /// <summary>The opt-in durability wait: after a write, <c>WAIT</c> until this many replicas have it, at most this long.</summary>
 internal sealed record ReplicaWait(int Replicas, TimeSpan Timeout);
@@ -161,10 +168,12 @@ internal sealed partial class RedisStore(IConnectionMultiplexer redis, Keys keys
         var r = (RedisResult[])(await CallAsync(ScriptLibrary.Emit,
             run.RunId, run.Workflow, run.InputJson, run.Queue ?? "", run.MaxAttempts?.ToString(CultureInfo.InvariantCulture) ?? "",
             run.RunAt is { } at ? at.ToUnixTimeMilliseconds() : "", run.Delay is { } d ? (long)d.TotalMilliseconds : "",
-            run.IdempotencyKey ?? "", (long)run.IdempotencyWindow.TotalMilliseconds, run.ParentRunId ?? "", run.RerunOf ?? "", run.TraceParent).ConfigureAwait(false))!;
+            run.IdempotencyKey ?? "", (long)run.IdempotencyWindow.TotalMilliseconds, run.ParentRunId ?? "", run.RerunOf ?? "", run.TraceParent,
+            run.Priority == 0 ? "" : run.Priority.ToString(CultureInfo.InvariantCulture), run.Key ?? "").ConfigureAwait(false))!;
         var kind = (string)r[0]!;
         if (kind == "unknown")
             throw new UnknownWorkflowException(run.Workflow, r.Skip(1).Select(x => (string)x!).ToList());
+        if (kind == "invalid") throw new ArgumentException((string)r[1]!, nameof(EmitOptions));
         await WaitForReplicasAsync($"emit of run {(string)r[1]!}",
             "Emitting again with the same IdempotencyKey is safe (it returns this run); without one it makes a second run.").ConfigureAwait(false);
         return ((string)r[1]!, kind == "created");
@@ -412,7 +421,9 @@ internal sealed partial class RedisStore(IConnectionMultiplexer redis, Keys keys
     {
         var args = new List<RedisValue> { app, node, workerJson };
         foreach (var w in workflows)
-            args.AddRange([w.Name, w.Queue, w.MaxConcurrency, w.MaxAttempts, (long)w.Retention.TotalMilliseconds, w.HasOnFailure ? "1" : "0", w.CronJson, w.EventTriggers]);
+            args.AddRange([w.Name, w.Queue, w.MaxConcurrency, w.MaxAttempts, (long)w.Retention.TotalMilliseconds, w.HasOnFailure ? "1" : "0", w.CronJson, w.EventTriggers,
+                w.MaxConcurrencyPerKey is { } kc ? kc : "", w.RateLimit is { } rl ? rl.Limit : "", w.RateLimit is { } rp ? (long)rp.Period.TotalMilliseconds : "",
+                w.Debounce is { } d ? (long)d.Period.TotalMilliseconds : "", w.Debounce?.MaxWait is { } mw ? (long)mw.TotalMilliseconds : ""]);
         return (long)await CallAsync(ScriptLibrary.Register, [.. args]).ConfigureAwait(false);
     }
 
@@ -502,6 +513,8 @@ internal sealed partial class RedisStore(IConnectionMultiplexer redis, Keys keys
             CancelReason = S("cancel_reason"),
             Resumes = I("resumes"),
             RerunOf = S("rerun_of"),
+            Key = S("fkey"),
+            Priority = I("priority"),
         };
     }
 

@@ -34,6 +34,21 @@ local function k_event(eid) return P .. 'event:' .. eid end              -- hash
 local function k_event_waiters(name, key) return P .. 'evwaiters:' .. #name .. ':' .. name .. ':' .. key end -- set: runs waiting on it
 local function k_event_idem(name, ikey) return P .. 'evidem:' .. #name .. ':' .. name .. ':' .. ikey end     -- string: event id
 local function k_event_triggers(name) return P .. 'evtriggers:' .. name end -- set: workflows one run of which each such event starts
+-- Flow control (G13). A run's priority p (a decimal integer) picks its ready list and ring; priority 0 keeps the plain
+-- k_ready and k_ring, so a queue without priorities pays nothing. A run with a flow-control key waits in its key's list
+-- (k_kready); the workflow's ready list then holds one marker "\n<key>" per key instead of the runs, so keys take
+-- turns and a key at its cap or rate limit leaves the list (parked) without holding back other keys.
+local function k_ready_at(q, p, wf) if p == '0' then return k_ready(q, wf) end return P .. 'readyp:' .. q .. ':' .. p .. ':' .. wf end
+local function k_ring_at(q, p) if p == '0' then return k_ring(q) end return P .. 'ringp:' .. q .. ':' .. p end
+local function k_levels(q) return P .. 'levels:' .. q end                -- zset: priorities other than 0 with a ring on q, by -priority
+local function k_kready(q, p, wf, key) return P .. 'kready:' .. q .. ':' .. p .. ':' .. #wf .. ':' .. wf .. ':' .. key end -- list: a key's queued runs
+local function k_krunning(wf, key) return P .. 'krunning:' .. #wf .. ':' .. wf .. ':' .. key end -- set: a key's running runs (its slots)
+local function k_kparked(wf, key) return P .. 'kparked:' .. #wf .. ':' .. wf .. ':' .. key end   -- set: "<q>\n<p>" lists the key's marker left
+local function k_wf_parked(wf) return P .. 'wfparked:' .. wf end         -- set: keys of wf parked now (inspection: held-back runs)
+local function k_rate(wf, key) return P .. 'rate:' .. #wf .. ':' .. wf .. ':' .. key end -- zset: token -> lease time (ms), the sliding window ('' = the workflow's)
+local function k_ratewait(q) return P .. 'ratewait:' .. q end            -- zset: "<p>\n<wf>\n<key>" -> when its rate window has room (ms)
+local function k_debounce(wf, key) return P .. 'debounce:' .. #wf .. ':' .. wf .. ':' .. key end -- string: the pending run of a debounce slot
+local function k_folded(id) return P .. 'folded:' .. id end              -- string: the pending run an emit with this run id folded into
 local K_FINISHED = P .. 'finished'     -- zset: finished run id -> purge at (ms)
 local K_ONFAILURE = P .. 'onfailure'   -- zset: run id -> due (ms): OnFailure calls still to make
 local K_CANCELS = P .. 'cancels'       -- zset: running run id -> when its cancel was requested (ms)
@@ -61,14 +76,16 @@ local function int(n) return string.format('%d', n) end
 
 local TERMINAL = { succeeded = true, failed = true, canceled = true }
 
--- A workflow's retention and concurrency cap, read once per script call (no script changes them but register):
--- completing a run and claiming the next one of the same workflow reads its meta once.
+-- A workflow's retention, concurrency caps and rate limit, read once per script call (no script changes them but
+-- register): completing a run and claiming the next one of the same workflow reads its meta once. key_cap and
+-- rate_limit are nil when the workflow has none.
 local WF_SETTINGS = {}
 local function wf_settings(wf)
   local s = WF_SETTINGS[wf]
   if not s then
-    local v = redis.call('HMGET', k_wf(wf), 'retention_ms', 'max_concurrency')
-    s = { retention = tonumber(v[1] or '604800000'), cap = tonumber(v[2] or '1') }
+    local v = redis.call('HMGET', k_wf(wf), 'retention_ms', 'max_concurrency', 'key_cap', 'rate_limit', 'rate_period_ms')
+    s = { retention = tonumber(v[1] or '604800000'), cap = tonumber(v[2] or '1'), key_cap = tonumber(v[3] or ''),
+      rate_limit = tonumber(v[4] or ''), rate_period = tonumber(v[5] or '') }
     WF_SETTINGS[wf] = s
   end
   return s
@@ -84,20 +101,43 @@ local function move_status(id, wf, from, to, created)
   if to ~= 'running' then redis.call('ZADD', k_wf_status(wf, to), created, id) end
 end
 
--- Appends a run to its (queue, workflow) ready list. The doorbell rings only when the list was empty
--- (the workflow joins the queue's ring), not on every push.
-local function push_ready(id, q, wf, front)
+-- Appends an entry (a run id, or a key's marker) to the ready list of (queue, priority, workflow). The doorbell rings
+-- only when the list was empty (the workflow joins the ring of that priority), not on every push.
+local function push_ready(entry, q, wf, front, p)
+  local list = k_ready_at(q, p, wf)
   local n
-  if front then n = redis.call('LPUSH', k_ready(q, wf), id) else n = redis.call('RPUSH', k_ready(q, wf), id) end
+  if front then n = redis.call('LPUSH', list, entry) else n = redis.call('RPUSH', list, entry) end
   if n == 1 then
-    redis.call('RPUSH', k_ring(q), wf)
+    if redis.call('RPUSH', k_ring_at(q, p), wf) == 1 and p ~= '0' then redis.call('ZADD', k_levels(q), -tonumber(p), p) end
     redis.call('PUBLISH', K_DOORBELL, q)
   end
 end
 
+-- Queues a run for claiming: into its ready list, or with a flow-control key into its key's list, whose marker joins the
+-- ready list when the key had no queued run and is not parked. p: its priority ('0'), key: its key ('' = none).
+local function queue_run(id, q, wf, front, p, key)
+  if key == '' then return push_ready(id, q, wf, front, p) end
+  local list = k_kready(q, p, wf, key)
+  local n
+  if front then n = redis.call('LPUSH', list, id) else n = redis.call('RPUSH', list, id) end
+  if n == 1 and redis.call('SISMEMBER', k_kparked(wf, key), q .. '\n' .. p) == 0 then push_ready('\n' .. key, q, wf, front, p) end
+end
+
+-- A parked key's marker goes back to the ready list of (q, p) (when it still has queued runs there); false if it was
+-- not parked there.
+local function unpark(q, p, wf, key)
+  if redis.call('SREM', k_kparked(wf, key), q .. '\n' .. p) == 0 then return false end
+  if redis.call('EXISTS', k_kparked(wf, key)) == 0 then redis.call('SREM', k_wf_parked(wf), key) end
+  if redis.call('LLEN', k_kready(q, p, wf, key)) > 0 then
+    push_ready('\n' .. key, q, wf, false, p)
+    redis.call('PUBLISH', K_DOORBELL, q)
+  end
+  return true
+end
+
 -- Rings the doorbell of queue q if runs of wf wait there (a slot of wf was freed and not used by the caller).
 local function ring_if_waiting(q, wf)
-  if redis.call('LLEN', k_ready(q, wf)) > 0 then redis.call('PUBLISH', K_DOORBELL, q) end
+  if redis.call('LLEN', k_ready(q, wf)) > 0 or redis.call('EXISTS', k_levels(q)) == 1 then redis.call('PUBLISH', K_DOORBELL, q) end
 end
 
 -- Releases a running run's lease and concurrency slot. Its token stays as the last holder's, so a
@@ -105,30 +145,41 @@ end
 -- When runs of the workflow wait, the freed slot may unblock runs capped by MaxConcurrency: the doorbell
 -- rings. Unless quiet: then the caller rings (ring_if_waiting) if it does not use the slot itself, and this
 -- returns whether a slot was freed.
-local function release(id, q, wf, quiet)
+-- fkey: the run's flow-control key ('' or nil = none): its key slot is released too, and the key's parked markers
+-- go back to their ready lists (a key held back by its cap may run again; one held back by its rate limit is parked
+-- again by the next claim).
+local function release(id, q, wf, quiet, fkey)
   redis.call('ZREM', k_leases(q), id)
   local freed = redis.call('SREM', k_running(wf), id) == 1
+  if fkey and fkey ~= '' and redis.call('SREM', k_krunning(wf, fkey), id) == 1 then
+    for _, m in ipairs(redis.call('SMEMBERS', k_kparked(wf, fkey))) do
+      local kq, kp = string.match(m, '^([^\n]*)\n(.*)$')
+      unpark(kq, kp, wf, fkey)
+    end
+  end
   if freed and not quiet then ring_if_waiting(q, wf) end
   return freed
 end
 
 -- Puts a run back to queued (now) or scheduled (later). extra: more field/value pairs for the run record,
--- written in the same HSET (a new run's fields, for one).
-local function requeue(id, q, wf, from, created, available, now, front, extra)
+-- written in the same HSET (a new run's fields, for one). flow: {priority, key} when the caller knows them (a new
+-- run), else they are read from the record.
+local function requeue(id, q, wf, from, created, available, now, front, extra, flow)
   if available > now then
     redis.call('HSET', k_run(id), 'status', 'scheduled', 'available_at', int(available), unpack(extra or {}))
     redis.call('ZADD', k_scheduled(q), int(available), id)
     move_status(id, wf, from, 'scheduled', created)
   else
+    flow = flow or redis.call('HMGET', k_run(id), 'priority', 'fkey')
     redis.call('HSET', k_run(id), 'status', 'queued', 'available_at', int(now), unpack(extra or {}))
-    push_ready(id, q, wf, front)
+    queue_run(id, q, wf, front, flow[1] or '0', flow[2] or '')
     move_status(id, wf, from, 'queued', created)
   end
 end
 
 -- The fields of a run record that holder() and finish() read, in this order.
 local RUN_FIELDS = { 'status', 'token', 'queue', 'workflow', 'created_at', 'attempt', 'max_attempts',
-  'parent_run_id', 'idempotency_key', 'idem_ttl_ms', 'stalls', 'cancel_requested', 'suspect' }
+  'parent_run_id', 'idempotency_key', 'idem_ttl_ms', 'stalls', 'cancel_requested', 'suspect', 'fkey', 'idem_folded' }
 -- Named positions in such a read.
 local F_STATUS = 1
 local F_TOKEN = 2
@@ -143,6 +194,8 @@ local F_IDEM_TTL = 10
 local F_STALLS = 11
 local F_CANCEL = 12
 local F_SUSPECT = 13
+local F_KEY = 14
+local F_IDEM_FOLDED = 15 -- idempotency keys of emits folded into this run by debounce, newline-separated
 
 -- The run made progress (a step recorded, a retry scheduled, a child answered): lease expiries before it no
 -- longer count towards abandonment. r: the record's RUN_FIELDS. Writes only when there is something to clear.
@@ -180,12 +233,12 @@ end
 -- One of a waiting run's waits is satisfied or timed out: the run goes back to the front of its queue (its waits
 -- cleared) and replays, its satisfied waits answered from the record. A run not waiting is left as it is. True if woken.
 local function wake(id, now)
-  local r = redis.call('HMGET', k_run(id), 'status', 'queue', 'workflow', 'created_at')
+  local r = redis.call('HMGET', k_run(id), 'status', 'queue', 'workflow', 'created_at', 'priority', 'fkey')
   if r[1] ~= 'waiting' then return false end
   clear_waits(id)
   redis.call('HINCRBY', k_run(id), 'resumes', 1)
   redis.call('HINCRBY', K_COUNTERS, 'resumed', 1)
-  requeue(id, r[2], r[3], 'waiting', tonumber(r[4]), 0, now, true, { 'woken', '1' })
+  requeue(id, r[2], r[3], 'waiting', tonumber(r[4]), 0, now, true, { 'woken', '1' }, { r[5], r[6] })
   return true
 end
 
@@ -216,6 +269,9 @@ local function finish(id, status, now, extra, r)
   if r[F_IDEM_KEY] and r[F_IDEM_KEY] ~= '' then
     redis.call('PEXPIRE', k_idem(wf, r[F_IDEM_KEY]), tonumber(r[F_IDEM_TTL] or '86400000'))
   end
+  for key in string.gmatch(r[F_IDEM_FOLDED] or '', '[^\n]+') do
+    redis.call('PEXPIRE', k_idem(wf, key), tonumber(r[F_IDEM_TTL] or '86400000'))
+  end
   if r[F_PARENT] and r[F_PARENT] ~= '' and redis.call('HEXISTS', k_waits(r[F_PARENT]), '\nc\n' .. id) == 1 then
     wake(r[F_PARENT], now) -- the parent waits on this child: it replays with the child's outcome
   end
@@ -237,8 +293,8 @@ local function promote_due(q, now, limit)
   local due = redis.call('ZRANGEBYSCORE', k_scheduled(q), '-inf', now, 'LIMIT', 0, limit)
   for _, id in ipairs(due) do
     redis.call('ZREM', k_scheduled(q), id)
-    local r = redis.call('HMGET', k_run(id), 'status', 'workflow', 'created_at')
-    if r[1] == 'scheduled' then requeue(id, q, r[2], 'scheduled', tonumber(r[3]), 0, now, false) end
+    local r = redis.call('HMGET', k_run(id), 'status', 'workflow', 'created_at', 'priority', 'fkey')
+    if r[1] == 'scheduled' then requeue(id, q, r[2], 'scheduled', tonumber(r[3]), 0, now, false, nil, { r[4], r[5] }) end
   end
   return #due
 end
@@ -255,8 +311,8 @@ local function reclaim_expired(q, now, limit, abandon_after)
   local expired = redis.call('ZRANGEBYSCORE', k_leases(q), '-inf', now, 'LIMIT', 0, limit)
   for _, id in ipairs(expired) do
     local run = k_run(id)
-    local r = redis.call('HMGET', run, 'status', 'workflow', 'created_at', 'worker', 'lease_until', 'stalls', 'suspect', 'suspect_at')
-    release(id, q, r[2])
+    local r = redis.call('HMGET', run, 'status', 'workflow', 'created_at', 'worker', 'lease_until', 'stalls', 'suspect', 'suspect_at', 'fkey', 'priority')
+    release(id, q, r[2], false, r[9])
     redis.call('HDEL', run, 'token') -- the lost holder is fenced for good, also against "already done" answers
     if r[1] == 'running' then
       redis.call('HINCRBY', K_COUNTERS, 'reaped', 1)
@@ -278,7 +334,7 @@ local function reclaim_expired(q, now, limit, abandon_after)
           now, has_on_failure(r[2]) and now)
       else
         redis.call('HSET', run, 'stalls', int(stalls), 'suspect', r[4] or '', 'suspect_at', r[5] or int(now))
-        requeue(id, q, r[2], 'running', tonumber(r[3]), 0, now, true)
+        requeue(id, q, r[2], 'running', tonumber(r[3]), 0, now, true, nil, { r[10], r[9] })
       end
     end
   end
@@ -286,17 +342,21 @@ local function reclaim_expired(q, now, limit, abandon_after)
 end
 
 -- Creates a run once (queued now, or scheduled for later) and its idempotency key. The caller checked that
--- neither the id nor the key exists. Used by emit and by the cron tick.
-local function create_run(id, wf, input, q, max_attempts, available, now, key, key_ttl, parent, rerun_of, traceparent)
+-- neither the id nor the key exists. Used by emit and by the cron tick. priority ('0') and fkey ('' = none): flow control.
+local function create_run(id, wf, input, q, max_attempts, available, now, key, key_ttl, parent, rerun_of, traceparent, priority, fkey)
+  priority, fkey = priority or '0', fkey or ''
   local created = int(now)
   if key ~= '' then redis.call('SET', k_idem(wf, key), id) end
   redis.call('ZADD', k_wf_runs(wf), created, id)
   if parent ~= '' then redis.call('ZADD', k_children(parent), created, id) end
   redis.call('SADD', K_QUEUES, q)
-  requeue(id, q, wf, false, created, available, now, false, { 'id', id, 'workflow', wf, 'queue', q, 'input', input,
+  local fields = { 'id', id, 'workflow', wf, 'queue', q, 'input', input,
     'attempt', '1', 'max_attempts', max_attempts, 'created_at', created, 'resumes', '0', 'stalls', '0',
     'parent_run_id', parent, 'idempotency_key', key, 'idem_ttl_ms', key_ttl, 'rerun_of', rerun_of,
-    'traceparent', traceparent or '' })
+    'traceparent', traceparent or '' }
+  if priority ~= '0' then fields[#fields + 1] = 'priority'; fields[#fields + 1] = priority end
+  if fkey ~= '' then fields[#fields + 1] = 'fkey'; fields[#fields + 1] = fkey end
+  requeue(id, q, wf, false, created, available, now, false, fields, { priority, fkey })
 end
 
 -- A new fencing token: the counter, but never below the Redis clock in microseconds. A failover that loses the
@@ -326,48 +386,146 @@ local function leased_entry(id, token, deadline, wf, input, attempt, max_attempt
   return { id, token, deadline, wf, input, attempt, max_attempts, resumes, q, steps, traceparent or '', created, woken or '' }
 end
 
--- Leases up to max ready runs of queue q to a worker, appending them to out (leased_entry): round-robin over the
--- queue's ring of workflows, skipping workflows at MaxConcurrency (their runs stay queued; others are not blocked).
--- Each leased run gets a new fencing token.
-local function claim_from(q, max, worker, lease_ms, now, out)
-  local ring = k_ring(q)
-  local wanted = #out + max
+-- Whether the rate limit of (wf, key) has room for one more lease now ('' key: the workflow's own); nil when it has,
+-- else when it will. A sliding window log: the lease times of the last period, oldest dropped first, so at most
+-- rate_limit leases fall in any window of rate_period ms (not a window aligned to the clock).
+local function rate_full_until(wf, key, s, now)
+  local log = k_rate(wf, key)
+  redis.call('ZREMRANGEBYSCORE', log, '-inf', int(now - s.rate_period))
+  if redis.call('ZCARD', log) < s.rate_limit then return nil end
+  local oldest = redis.call('ZRANGE', log, 0, 0, 'WITHSCORES')
+  return tonumber(oldest[2]) + s.rate_period
+end
+
+-- A lease counts against the rate limit of (wf, key): every lease does (a first start, a retry, a resume after a wait).
+local function rate_count(wf, key, s, token, now)
+  local log = k_rate(wf, key)
+  redis.call('ZADD', log, int(now), token)
+  redis.call('PEXPIRE', log, int(s.rate_period))
+end
+
+-- Leaves a key's marker out of the ready list of (q, p, wf): the key is at its cap (back with release) or its rate limit
+-- (back at `until_ms`, unpark_due).
+local function park(q, p, wf, key, until_ms)
+  redis.call('SADD', k_kparked(wf, key), q .. '\n' .. p)
+  redis.call('SADD', k_wf_parked(wf), key)
+  if until_ms then redis.call('ZADD', k_ratewait(q), int(until_ms), p .. '\n' .. wf .. '\n' .. key) end
+end
+
+-- Keys of queue q parked by their rate limit whose window has room again go back to their ready lists.
+local function unpark_due(q, now, limit)
+  local due = redis.call('ZRANGEBYSCORE', k_ratewait(q), '-inf', now, 'LIMIT', 0, limit)
+  for _, m in ipairs(due) do
+    redis.call('ZREM', k_ratewait(q), m)
+    local p, wf, key = string.match(m, '^([^\n]*)\n([^\n]*)\n(.*)$')
+    unpark(q, p, wf, key)
+  end
+  return #due
+end
+
+-- The next run a ready-list entry stands for, or nil (the key is parked now, or a stale marker of a key with no queued
+-- run). A run id stands for itself; a marker "\n<key>" for its key's next run, unless the key is at its cap or rate
+-- limit. A marker whose key has more queued runs goes to the back of the list: keys take turns.
+local function take_entry(entry, q, p, wf, s, now)
+  if string.byte(entry, 1) ~= 10 then return entry, '' end
+  local key = string.sub(entry, 2)
+  if s.key_cap and redis.call('SCARD', k_krunning(wf, key)) >= s.key_cap then
+    park(q, p, wf, key)
+    return nil
+  end
+  if s.rate_limit then
+    local full_until = rate_full_until(wf, key, s, now)
+    if full_until then
+      park(q, p, wf, key, full_until)
+      return nil
+    end
+  end
+  local list = k_kready(q, p, wf, key)
+  local id = redis.call('LPOP', list)
+  if id and redis.call('LLEN', list) > 0 then redis.call('RPUSH', k_ready_at(q, p, wf), entry) end
+  return id, key
+end
+
+-- Leases a run taken from a ready list: a new fencing token, its slots (the workflow's, and its key's), its rate limit
+-- counted; appended to out as leased_entry.
+local function lease_run(id, key, q, wf, s, worker, lease_ms, now, out)
+  local run = k_run(id)
+  local token = next_token(now)
+  local deadline = int(now + lease_ms)
+  local r = redis.call('HMGET', run, 'created_at', 'started_at', 'input', 'attempt', 'max_attempts', 'resumes', 'traceparent', 'woken')
+  redis.call('HSET', run, 'status', 'running', 'token', token, 'worker', worker, 'lease_until', deadline, 'started_at', r[2] or int(now),
+    'leased_at', int(now), 'current_step', '') -- the renewals say which step it is in
+  if r[8] then redis.call('HDEL', run, 'woken') end
+  redis.call('ZADD', k_leases(q), deadline, id)
+  redis.call('SADD', k_running(wf), id)
+  if key ~= '' then redis.call('SADD', k_krunning(wf, key), id) end
+  if s.rate_limit then rate_count(wf, key, s, token, now) end
+  move_status(id, wf, 'queued', 'running', r[1])
+  redis.call('HINCRBY', K_COUNTERS, 'started', '1')
+  -- Steps are recorded only under a lease, so a run never started before has none to read.
+  local steps = r[2] and redis.call('HGETALL', k_steps(id)) or {}
+  out[#out + 1] = leased_entry(id, token, deadline, wf, r[3], r[4], r[5], r[6], q, steps, r[7], r[1], r[8])
+end
+
+-- Leases ready runs of priority p on queue q until out holds `wanted`: round-robin over the ring of that priority,
+-- skipping workflows at MaxConcurrency or (for runs without a key) at their rate limit: their runs stay queued, other
+-- workflows are not blocked. budget: entries it may look at (a bound on the work of one call); returns what is left.
+local function claim_level(q, p, wanted, worker, lease_ms, now, out, budget)
+  local ring = k_ring_at(q, p)
   local idle = 0 -- workflows passed over in a row without a claim; a full round of them ends the loop
-  while #out < wanted do
+  while #out < wanted and budget > 0 do
+    budget = budget - 1
     local head = redis.call('LRANGE', ring, '0', '1') -- the next workflow, and whether another one follows
     local wf = head[1]
     if not wf then break end
-    local cap = wf_settings(wf).cap
-    if redis.call('SCARD', k_running(wf)) >= cap then
+    local s = wf_settings(wf)
+    local list = k_ready_at(q, p, wf)
+    local blocked = redis.call('SCARD', k_running(wf)) >= s.cap
+    if not blocked and s.rate_limit then
+      -- Runs without a key count against the workflow's own rate limit (a marker's key has its own).
+      local first = redis.call('LINDEX', list, 0)
+      blocked = first and string.byte(first, 1) ~= 10 and rate_full_until(wf, '', s, now) ~= nil
+    end
+    if blocked then
       idle = idle + 1
       if idle >= redis.call('LLEN', ring) then break end
       redis.call('LMOVE', ring, ring, 'LEFT', 'RIGHT') -- capped: leave its runs queued, try the next workflow
     else
-      local id = redis.call('LPOP', k_ready(q, wf))
+      local entry = redis.call('LPOP', list)
+      local id, key
+      if entry then id, key = take_entry(entry, q, p, wf, s, now) end
       if id then
-        local run = k_run(id)
-        local token = next_token(now)
-        local deadline = int(now + lease_ms)
-        local r = redis.call('HMGET', run, 'created_at', 'started_at', 'input', 'attempt', 'max_attempts', 'resumes', 'traceparent', 'woken')
-        redis.call('HSET', run, 'status', 'running', 'token', token, 'worker', worker, 'lease_until', deadline, 'started_at', r[2] or int(now),
-          'leased_at', int(now), 'current_step', '') -- the renewals say which step it is in
-        if r[8] then redis.call('HDEL', run, 'woken') end
-        redis.call('ZADD', k_leases(q), deadline, id)
-        redis.call('SADD', k_running(wf), id)
-        move_status(id, wf, 'queued', 'running', r[1])
-        redis.call('HINCRBY', K_COUNTERS, 'started', '1')
-        -- Steps are recorded only under a lease, so a run never started before has none to read.
-        local steps = r[2] and redis.call('HGETALL', k_steps(id)) or {}
-        out[#out + 1] = leased_entry(id, token, deadline, wf, r[3], r[4], r[5], r[6], q, steps, r[7], r[1], r[8])
+        lease_run(id, key, q, wf, s, worker, lease_ms, now, out)
         idle = 0
       end
-      if redis.call('LLEN', k_ready(q, wf)) == 0 then
+      if redis.call('LLEN', list) == 0 then
         redis.call('LPOP', ring) -- no ready runs left: the workflow leaves the ring
+        if p ~= '0' and redis.call('LLEN', ring) == 0 then redis.call('ZREM', k_levels(q), p) end
       elseif head[2] then
         redis.call('LMOVE', ring, ring, 'LEFT', 'RIGHT') -- round-robin: the next claim starts at the next workflow
       end
     end
   end
+  return budget
+end
+
+-- Leases up to max ready runs of queue q to a worker, appending them to out (leased_entry): higher priorities first
+-- (each priority has its own ring of workflows; 0 is the plain one), each ring round-robin (claim_level).
+local function claim_from(q, max, worker, lease_ms, now, out)
+  local wanted = #out + max
+  local budget = 200 + 4 * max
+  local levels = redis.call('ZRANGE', k_levels(q), 0, -1) -- priorities other than 0 with ready runs, highest first
+  local zero_done = false
+  for _, p in ipairs(levels) do
+    if #out >= wanted or budget <= 0 then return end
+    if not zero_done and tonumber(p) < 0 then
+      zero_done = true
+      budget = claim_level(q, '0', wanted, worker, lease_ms, now, out, budget)
+      if #out >= wanted or budget <= 0 then return end
+    end
+    budget = claim_level(q, p, wanted, worker, lease_ms, now, out, budget)
+  end
+  if not zero_done and #out < wanted and budget > 0 then claim_level(q, '0', wanted, worker, lease_ms, now, out, budget) end
 end
 
 -- A run leased under token, as claim_from lists it (leased_entry), read back from its record (nil when token no longer

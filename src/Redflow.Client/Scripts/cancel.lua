@@ -8,11 +8,11 @@
   ARGV[2] reason ('' = none)
   ARGV[3] fencing token ('' = a client request; else the holder acknowledges: the run ends Canceled now)
   Returns 1 when the cancel was recorded (or is under way), 0 for an unknown or finished run.
-  Uses: k_run, k_ready, k_ring, k_scheduled, K_CANCELS, K_CANCEL_CHANNEL, now_ms, TERMINAL, release, clear_waits, finish (_lib.lua)
+  Uses: k_run, k_scheduled, k_ready_at, k_ring_at, k_levels, k_kready, K_CANCELS, K_CANCEL_CHANNEL, now_ms, TERMINAL, release, clear_waits, finish (_lib.lua)
 ]]
 local function cancel(id, reason, token, now)
   local run = k_run(id)
-  local r = redis.call('HMGET', run, 'status', 'queue', 'workflow', 'created_at', 'token', 'cancel_reason')
+  local r = redis.call('HMGET', run, 'status', 'queue', 'workflow', 'created_at', 'token', 'cancel_reason', 'priority', 'fkey')
   local status = r[1]
   if not status or TERMINAL[status] then return 0 end
   if status == 'running' and token ~= '' and r[5] ~= token then return 0 end
@@ -23,10 +23,20 @@ local function cancel(id, reason, token, now)
     redis.call('PUBLISH', K_CANCEL_CHANNEL, id)
     return 1
   end
-  if status == 'running' then release(id, r[2], r[3]) end
+  if status == 'running' then release(id, r[2], r[3], false, r[8]) end
   if status == 'queued' then
-    redis.call('LREM', k_ready(r[2], r[3]), 0, id)
-    if redis.call('LLEN', k_ready(r[2], r[3])) == 0 then redis.call('LREM', k_ring(r[2]), 0, r[3]) end
+    -- Out of its ready list, or its key's list (a marker left without runs is dropped by the next claim).
+    local q, p, key = r[2], r[7] or '0', r[8] or ''
+    if key ~= '' then
+      redis.call('LREM', k_kready(q, p, r[3], key), 0, id)
+    else
+      local list = k_ready_at(q, p, r[3])
+      redis.call('LREM', list, 0, id)
+      if redis.call('LLEN', list) == 0 then
+        redis.call('LREM', k_ring_at(q, p), 0, r[3])
+        if p ~= '0' and redis.call('LLEN', k_ring_at(q, p)) == 0 then redis.call('ZREM', k_levels(q), p) end
+      end
+    end
   elseif status == 'scheduled' then
     redis.call('ZREM', k_scheduled(r[2]), id)
   elseif status == 'waiting' then

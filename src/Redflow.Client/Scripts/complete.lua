@@ -12,7 +12,7 @@
   ARGV[7..] the worker's queues, in priority order (with ARGV[4])
   Returns {'ok', next runs} | {'done', next runs} (a repeat: the first call's next run, if it still holds it) |
   {'fenced', status} (next runs as claim.lua returns them: at most one)
-  Uses: k_run, now_ms, ring_if_waiting, release, F_STATUS, F_TOKEN, F_QUEUE, F_WORKFLOW, F_ATTEMPT, finish, next_token, claim_from, leased_run, holder (_lib.lua)
+  Uses: k_run, now_ms, ring_if_waiting, release, F_STATUS, F_TOKEN, F_QUEUE, F_WORKFLOW, F_ATTEMPT, F_KEY, finish, next_token, claim_from, leased_run, holder (_lib.lua)
 ]]
 local id, token, claim_next = ARGV[1], ARGV[2], ARGV[4] == '1'
 local r, held = holder(id, token)
@@ -23,7 +23,7 @@ if not held then
   end
   return { 'fenced', r[F_STATUS] or 'missing' }
 end
-local freed = release(id, r[F_QUEUE], r[F_WORKFLOW], true)
+local freed = release(id, r[F_QUEUE], r[F_WORKFLOW], true, r[F_KEY])
 local now = now_ms()
 -- The freed slot takes the next ready run first (the release made room under the cap); the run's record
 -- keeps which run that was, for a repeat of this call.

@@ -12,7 +12,7 @@
   ARGV[8] how long the failed step ran, ms
   ARGV[9] lease ms: a pending OnFailure call stays with this worker that long before others may claim it
   Returns {'retry', next attempt, available at ms} | {'failed'} | {'done'} | {'fenced', status}
-  Uses: k_run, k_steps, k_attempts, K_COUNTERS, now_ms, int, TERMINAL, release, requeue, F_STATUS, F_TOKEN, F_QUEUE, F_WORKFLOW, F_CREATED, F_ATTEMPT, F_MAX_ATTEMPTS, progressed, put_step, fail_final, has_on_failure, holder (_lib.lua)
+  Uses: k_run, k_steps, k_attempts, K_COUNTERS, now_ms, int, TERMINAL, release, requeue, F_STATUS, F_TOKEN, F_QUEUE, F_WORKFLOW, F_CREATED, F_ATTEMPT, F_MAX_ATTEMPTS, F_KEY, progressed, put_step, fail_final, has_on_failure, holder (_lib.lua)
 ]]
 local id, token = ARGV[1], ARGV[2]
 local r, held = holder(id, token)
@@ -30,7 +30,7 @@ if step ~= '' then
     put_step(id, step, ARGV[7], now - tonumber(ARGV[8]), now, existing)
   end
 end
-release(id, r[F_QUEUE], r[F_WORKFLOW])
+release(id, r[F_QUEUE], r[F_WORKFLOW], false, r[F_KEY])
 local attempt, max_attempts = tonumber(r[F_ATTEMPT]), tonumber(r[F_MAX_ATTEMPTS])
 if ARGV[4] == '1' and attempt < max_attempts then
   redis.call('HSET', run, 'error', ARGV[3], 'attempt', attempt + 1)

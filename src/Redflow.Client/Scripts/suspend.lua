@@ -9,7 +9,7 @@
   ARGV[3..] groups of 5: step, kind ('child' | 'sleep' | 'signal' | 'event'), child run id / signal / event name
             ('' for a sleep), event key (''), deadline ms ('' = none), as wait.lua answered them
   Returns {'waiting'} | {'ready', step} (that wait can move on: nothing written) | {'fenced', status}
-  Uses: k_run, k_waits, k_event_waiters, K_WAITS, K_COUNTERS, now_ms, int, move_status, release, F_STATUS, F_QUEUE, F_WORKFLOW, F_CREATED, holder, wait_ready (_lib.lua)
+  Uses: k_run, k_waits, k_event_waiters, K_WAITS, K_COUNTERS, now_ms, int, move_status, release, F_STATUS, F_QUEUE, F_WORKFLOW, F_CREATED, F_KEY, holder, wait_ready (_lib.lua)
 ]]
 local id, token = ARGV[1], ARGV[2]
 local r, held = holder(id, token)
@@ -37,7 +37,7 @@ for _, w in ipairs(waits) do
   end
 end
 if earliest then redis.call('ZADD', K_WAITS, int(earliest), id) end
-release(id, r[F_QUEUE], r[F_WORKFLOW])
+release(id, r[F_QUEUE], r[F_WORKFLOW], false, r[F_KEY])
 redis.call('HSET', k_run(id), 'status', 'waiting')
 move_status(id, r[F_WORKFLOW], 'running', 'waiting', created)
 redis.call('HINCRBY', K_COUNTERS, 'suspended', 1)

@@ -491,7 +491,8 @@ public sealed class ScriptTests
     {
         var keys = (RedisResult[])(await Db.ScriptEvaluateAsync(ScriptLibrary.Library +
             "\nreturn {k_run('x'), k_steps('x'), k_children('x'), k_ready('q','w'), k_ring('q'), k_scheduled('q'), k_leases('q'), k_running('w'), k_wf('w'), k_wf_workers('w'), k_wf_status('w','queued'), k_wf_runs('w'), k_idem('w','k'), k_cron('t'), k_cron_paused('t'), K_FINISHED, K_ONFAILURE, K_WORKFLOWS, K_QUEUES, K_WORKERS, K_WORKERS_SEEN, K_COUNTERS, K_CANCELS, K_WAITS, K_TOKEN, " +
-            "k_attempts('x'), k_waits('x'), k_signals('x'), k_events('évent','k'), k_event('e'), k_event_waiters('évent','k'), k_event_idem('évent','i'), k_event_triggers('n'), K_EVENT_PURGE, K_EVENT_CLOCK}",
+            "k_attempts('x'), k_waits('x'), k_signals('x'), k_events('évent','k'), k_event('e'), k_event_waiters('évent','k'), k_event_idem('évent','i'), k_event_triggers('n'), K_EVENT_PURGE, K_EVENT_CLOCK, " +
+            "k_ready_at('q','0','w'), k_ready_at('q','-5','w'), k_ring_at('q','7'), k_levels('q'), k_kready('q','3','wé','k:1'), k_krunning('wé','k'), k_kparked('wé','k'), k_wf_parked('w'), k_rate('wé','k'), k_ratewait('q'), k_debounce('wé','k'), k_folded('x')}",
             [(RedisKey)K.Base]))!;
         RedisKey[] expected =
         [
@@ -500,6 +501,8 @@ public sealed class ScriptTests
             K.Idempotency("w", "k"), K.CronLast("t"), K.CronPaused("t"), K.Finished, K.OnFailure, K.WorkflowsSet, K.Queues, K.Workers, K.WorkersSeen, K.Counters, K.Cancels, K.Waits, K.Token,
             K.Attempts("x"), K.RunWaits("x"), K.Signals("x"), K.Events("évent", "k"), K.Event("e"), K.EventWaiters("évent", "k"), K.EventIdempotency("évent", "i"),
             K.EventTriggers("n"), K.EventPurge, K.EventClock,
+            K.ReadyAt("q", 0, "w"), K.ReadyAt("q", -5, "w"), K.RingAt("q", 7), K.Levels("q"), K.KeyReady("q", 3, "wé", "k:1"), K.KeyRunning("wé", "k"),
+            K.KeyParked("wé", "k"), K.WorkflowParked("w"), K.Rate("wé", "k"), K.RateWait("q"), K.Debounce("wé", "k"), K.Folded("x"),
         ];
         Assert.Equal(expected.Select(k => (string)k!), keys.Select(k => (string)k!));
     }
