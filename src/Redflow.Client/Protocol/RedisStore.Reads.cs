@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Text.Json;
 using StackExchange.Redis;
 
@@ -112,6 +113,9 @@ internal sealed partial class RedisStore
         var cron = ParsePublishedCron(meta.GetValueOrDefault("cron") ?? "");
         var paused = await CronPausedAsync([.. cron.Select(t => t.Id)]).ConfigureAwait(false);
         await Task.WhenAll(countTasks.Values).ConfigureAwait(false);
+        var rate = int.TryParse(meta.GetValueOrDefault("rate_limit"), out var rl) && long.TryParse(meta.GetValueOrDefault("rate_period_ms"), out var rp)
+            ? new RateLimit(rl, TimeSpan.FromMilliseconds(rp)) : null;
+        var held = await HeldBackAsync(workflow, meta.GetValueOrDefault("queue") ?? "default", rate).ConfigureAwait(false);
         return new WorkflowMeta
         {
             Name = workflow,
@@ -121,7 +125,56 @@ internal sealed partial class RedisStore
             Cron = CronInfo(workflow, cron, paused),
             Workers = workers.Select(w => new WorkflowWorker(w.Name!, DateTimeOffset.FromUnixTimeMilliseconds((long)w.Value))).OrderBy(w => w.App, StringComparer.Ordinal).ToList(),
             RunCounts = countTasks.ToDictionary(kv => kv.Key, kv => kv.Value.Result),
+            MaxConcurrencyPerKey = int.TryParse(meta.GetValueOrDefault("key_cap"), out var kc) ? kc : null,
+            RateLimit = rate,
+            Debounce = long.TryParse(meta.GetValueOrDefault("debounce_ms"), out var dm)
+                ? new DebounceOptions(TimeSpan.FromMilliseconds(dm)) { MaxWait = long.TryParse(meta.GetValueOrDefault("debounce_max_ms"), out var mw) ? TimeSpan.FromMilliseconds(mw) : null }
+                : null,
+            HeldBack = held.Sum(k => k.Ready),
+            HeldBackKeys = [.. held.OrderByDescending(k => k.Ready).ThenBy(k => k.Key, StringComparer.Ordinal).Take(10)],
         };
+    }
+
+    /// <summary>At most this many parked keys of a workflow are read for its held-back counts.</summary>
+    internal const int HeldBackKeysRead = 5000;
+
+    /// <summary>
+    /// The ready runs a workflow's flow control holds back now: per parked key (at its cap or rate limit) its queued runs,
+    /// and, while the workflow's own rate window is full, the runs without a key in its queue's ready list.
+    /// </summary>
+    private async Task<List<HeldBackKey>> HeldBackAsync(string workflow, string queue, RateLimit? rate)
+    {
+        var keys = (await Db.SetMembersAsync(Keys.WorkflowParked(workflow)).ConfigureAwait(false)).Take(HeldBackKeysRead).Select(k => (string)k!).ToList();
+        var batch = Db.CreateBatch();
+        var parked = keys.Select(k => batch.SetMembersAsync(Keys.KeyParked(workflow, k))).ToList();
+        var running = keys.Select(k => batch.SetLengthAsync(Keys.KeyRunning(workflow, k))).ToList();
+        batch.Execute();
+        await Task.WhenAll(parked).ConfigureAwait(false);
+        var lengths = new List<Task<long>[]>();
+        batch = Db.CreateBatch();
+        for (var i = 0; i < keys.Count; i++)
+        {
+            lengths.Add([.. parked[i].Result.Select(m => (string)m!).Select(m => m.Split('\n', 2)).Where(m => m.Length == 2 && int.TryParse(m[1], CultureInfo.InvariantCulture, out _))
+                .Select(m => batch.ListLengthAsync(Keys.KeyReady(m[0], int.Parse(m[1], CultureInfo.InvariantCulture), workflow, keys[i])))]);
+        }
+        batch.Execute();
+        var result = new List<HeldBackKey>();
+        for (var i = 0; i < keys.Count; i++)
+        {
+            var ready = (await Task.WhenAll(lengths[i]).ConfigureAwait(false)).Sum();
+            if (ready > 0) result.Add(new HeldBackKey(keys[i], ready, await running[i].ConfigureAwait(false)));
+        }
+        if (rate is not null)
+        {
+            var now = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
+            var inWindow = await Db.SortedSetLengthAsync(Keys.Rate(workflow, ""), now - (long)rate.Period.TotalMilliseconds, double.PositiveInfinity, Exclude.Start).ConfigureAwait(false);
+            if (inWindow >= rate.Limit)
+            {
+                var own = await Db.ListLengthAsync(Keys.Ready(queue, workflow)).ConfigureAwait(false);
+                if (own > 0) result.Add(new HeldBackKey("", own, await Db.SetLengthAsync(Keys.Running(workflow)).ConfigureAwait(false)));
+            }
+        }
+        return result;
     }
 
     public async Task<RedflowStats> GetStatsAsync()
