@@ -53,13 +53,12 @@ internal sealed partial class RedisStore
         for (var i = 0; i < names.Length; i++) rows.Add(((string?)metas[i] ?? "default", names[i]));
         foreach (var q in queues)
         {
-            var ring = await Db.ListRangeAsync(Keys.Ring(q)).ConfigureAwait(false);
-            foreach (var wf in ring.Select(r => (string)r!).Distinct(StringComparer.Ordinal))
+            foreach (var wf in await ReadyWorkflowsAsync(q).ConfigureAwait(false))
                 if (!rows.Contains((q, wf))) rows.Add((q, wf));
         }
         var stats = await Task.WhenAll(rows.Select(async r =>
         {
-            var ready = Db.ListLengthAsync(Keys.Ready(r.Queue, r.Workflow));
+            var ready = ReadyCountAsync(r.Queue, r.Workflow);
             var running = Db.SetLengthAsync(Keys.Running(r.Workflow));
             var waiting = Db.SortedSetLengthAsync(Keys.WorkflowStatus(r.Workflow, RunStatus.Waiting));
             var scheduled = Db.SortedSetLengthAsync(Keys.WorkflowStatus(r.Workflow, RunStatus.Scheduled));

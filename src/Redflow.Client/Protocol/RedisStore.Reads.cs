@@ -211,11 +211,50 @@ internal sealed partial class RedisStore
     /// <summary>Ready, scheduled and running counts of one queue.</summary>
     public async Task<QueueStats> QueueStatsAsync(string queue)
     {
-        var ring = await Db.ListRangeAsync(Keys.Ring(queue)).ConfigureAwait(false);
-        var ready = await Task.WhenAll(ring.Distinct().Select(wf => Db.ListLengthAsync(Keys.Ready(queue, wf!)))).ConfigureAwait(false);
         var scheduled = Db.SortedSetLengthAsync(Keys.Scheduled(queue));
         var running = Db.SortedSetLengthAsync(Keys.Leases(queue));
+        // The workflows in the queue's rings, and every registered one (a workflow whose keys are all parked is in no ring).
+        var workflows = (await ReadyWorkflowsAsync(queue).ConfigureAwait(false)).Concat(await WorkflowNamesAsync().ConfigureAwait(false)).Distinct(StringComparer.Ordinal);
+        var ready = await Task.WhenAll(workflows.Select(wf => ReadyCountAsync(queue, wf))).ConfigureAwait(false);
         return new QueueStats(queue, ready.Sum(), await scheduled.ConfigureAwait(false), await running.ConfigureAwait(false));
+    }
+
+    /// <summary>Workflows with ready runs on a queue: those in its rings, one per priority with ready runs.</summary>
+    internal async Task<IReadOnlyList<string>> ReadyWorkflowsAsync(string queue)
+    {
+        var levels = (await Db.SortedSetRangeByRankAsync(Keys.Levels(queue)).ConfigureAwait(false)).Select(p => int.Parse((string)p!, CultureInfo.InvariantCulture)).Prepend(0);
+        var rings = await Task.WhenAll(levels.Select(p => Db.ListRangeAsync(Keys.RingAt(queue, p)))).ConfigureAwait(false);
+        return [.. rings.SelectMany(r => r).Select(wf => (string)wf!).Distinct(StringComparer.Ordinal)];
+    }
+
+    /// <summary>Ready lists longer than this are counted by their length alone (their key markers are not expanded).</summary>
+    private const int ReadyListScan = 10_000;
+
+    /// <summary>
+    /// Ready (queued, claimable or held back) runs of a workflow on a queue: its ready list at each priority, where a key's
+    /// marker stands for the key's queued runs, and the runs of its keys parked there (at their cap or rate limit).
+    /// </summary>
+    internal async Task<long> ReadyCountAsync(string queue, string workflow)
+    {
+        var levels = (await Db.SortedSetRangeByRankAsync(Keys.Levels(queue)).ConfigureAwait(false)).Select(p => int.Parse((string)p!, CultureInfo.InvariantCulture)).Prepend(0).ToList();
+        long total = 0;
+        foreach (var p in levels)
+        {
+            var list = Keys.ReadyAt(queue, p, workflow);
+            var length = await Db.ListLengthAsync(list).ConfigureAwait(false);
+            if (length == 0) continue;
+            if (length > ReadyListScan) { total += length; continue; }
+            var entries = await Db.ListRangeAsync(list).ConfigureAwait(false);
+            var markers = entries.Select(e => (string)e!).Where(e => e.StartsWith('\n')).Distinct(StringComparer.Ordinal).ToList();
+            total += entries.Length - entries.Count(e => ((string)e!).StartsWith('\n'));
+            var keyed = await Task.WhenAll(markers.Select(m => Db.ListLengthAsync(Keys.KeyReady(queue, p, workflow, m[1..])))).ConfigureAwait(false);
+            total += keyed.Sum();
+        }
+        foreach (var key in (await Db.SetMembersAsync(Keys.WorkflowParked(workflow)).ConfigureAwait(false)).Take(HeldBackKeysRead).Select(k => (string)k!))
+            foreach (var m in (await Db.SetMembersAsync(Keys.KeyParked(workflow, key)).ConfigureAwait(false)).Select(m => ((string)m!).Split('\n', 2)))
+                if (m.Length == 2 && m[0] == queue && int.TryParse(m[1], CultureInfo.InvariantCulture, out var p))
+                    total += await Db.ListLengthAsync(Keys.KeyReady(queue, p, workflow, key)).ConfigureAwait(false);
+        return total;
     }
 
     private static IReadOnlyList<CronTriggerInfo> CronInfo(string workflow, IReadOnlyList<PublishedCron> triggers, bool[] paused) =>

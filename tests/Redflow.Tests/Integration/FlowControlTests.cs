@@ -55,6 +55,8 @@ public sealed class FlowControlTests : WorkerTest
         Assert.Equal(50, meta.HeldBack);
         var key = Assert.Single(meta.HeldBackKeys);
         Assert.Equal(new HeldBackKey("big", 50, 1), key);
+        Assert.Equal(50, (await Client.GetQueueWorkflowStatsAsync()).Single(q => q.Workflow == "hol").Ready); // held-back runs are ready runs
+        Assert.Equal(50, (await Client.GetStatsAsync()).Queues.Single(q => q.Name == "default").Ready);
 
         gate.SetResult();
         foreach (var q in queued) Assert.Equal("more", await q.ResultAsync(Generous)); // released: the key's runs follow, none lost
@@ -165,6 +167,7 @@ public sealed class FlowControlTests : WorkerTest
             await Client.EmitWorkflowAsync(b, new Job("b-3"), new EmitOptions { Priority = -3 }),
             await Client.EmitWorkflowAsync(a, new Job("a5-2"), new EmitOptions { Priority = 5 }),
         };
+        Assert.Equal(6, (await Client.GetStatsAsync()).Queues.Single(q => q.Name == "prio").Ready); // every priority's ready runs count
         gate.SetResult();
         foreach (var h in handles) await h.ResultAsync(Generous);
         Assert.Equal(["b9", "a5-1", "a5-2", "a0-1", "a0-2", "b-3"], order);
