@@ -19,7 +19,8 @@
 // and every run's output names the invocation that completed it.
 // Prints "ready <node>" once started and "mem <gc-heap-bytes> <working-set-bytes>" every 2 s.
 // The kill tests use it too. With REDFLOW_HOLD_STEPS=1, a step whose plan says "hold": true waits in its body until the
-// process is killed (elsewhere it runs as its "ms" say). With REDFLOW_TEST_LOG=1 the worker logs (Information and up)
+// process is killed (elsewhere it runs as its "ms" say); so it does in every workflow that runs plans, "fault-keyed"
+// (MaxConcurrencyPerKey = 1, the per-key kill test's) among them. With REDFLOW_TEST_LOG=1 the worker logs (Information and up)
 // to stdout, one line an entry, so a test can count them.
 using System.Text;
 using Microsoft.Extensions.Logging;
@@ -166,6 +167,8 @@ var workflows = new List<WorkflowDefinition>
     Workflows.Define("fault-child", RunPlanAsync, new WorkflowOptions { MaxConcurrency = 1000, MaxAttempts = 4, Retry = retry }),
     Workflows.Define("fault-wait", RunPlanAsync, new WorkflowOptions { MaxConcurrency = 1000, MaxAttempts = 4, Retry = retry }),
     Workflows.Define("fault-capped", RunPlanAsync, new WorkflowOptions { MaxConcurrency = 2, MaxAttempts = 4, Retry = retry }),
+    // Runs the plans too, at most one run per flow-control key (EmitOptions.Key) at a time: the kill tests' per-key caps.
+    Workflows.Define("fault-keyed", RunPlanAsync, new WorkflowOptions { MaxConcurrency = 1000, MaxConcurrencyPerKey = 1, MaxAttempts = 4, Retry = retry }),
     Workflows.Define<TypedInput, object>("fault-typed", ctx => Task.FromResult<object>(new { count = ctx.Input.Count }),
         new WorkflowOptions { MaxConcurrency = 1000, MaxAttempts = 4, Retry = retry }),
     Workflows.Define("soak", RunPlanAsync, new WorkflowOptions { MaxConcurrency = 1000, MaxAttempts = 4, Retry = retry, Retention = TimeSpan.FromSeconds(20) }),
