@@ -138,6 +138,9 @@ internal sealed partial class RedisStore(IConnectionMultiplexer redis, Keys keys
 
     private Task<RedisResult> CallAsync(Script script, params RedisValue[] args) => Db.EvaluateAsync(script, _base, args);
 
+    /// <summary>Worker transitions go through group commit (batched with other runs' transitions while a call is in flight).</summary>
+    internal GroupCommit Group { get; } = new((script, args) => redis.GetDatabase().EvaluateAsync(script, [keys.Base], args));
+
     /// <summary>
     /// The primary that owns the namespace's slot (the server every script of this prefix runs on). The cast matters:
     /// the string overload of <c>GetServer</c> reads its argument as host:port.
@@ -229,7 +232,7 @@ internal sealed partial class RedisStore(IConnectionMultiplexer redis, Keys keys
     public async Task<(WriteOutcome Outcome, string Output)> RecordStepAsync(string runId, string token, string step, int attempt, string outputJson, TimeSpan ran)
     {
         var body = StepBody(step, "succeeded", attempt, "output", outputJson);
-        var r = (RedisResult[])(await CallAsync(ScriptLibrary.RecordStep, runId, token, step, body, (long)ran.TotalMilliseconds).ConfigureAwait(false))!;
+        var r = (RedisResult[])(await Group.CallAsync("record_step", ScriptLibrary.RecordStep, [runId, token, step, body, (long)ran.TotalMilliseconds]).ConfigureAwait(false))!;
         if ((string)r[0]! is "ok" or "exists") await WaitForReplicasAsync($"record of step '{step}' of run {runId}").ConfigureAwait(false);
         return (string)r[0]! switch
         {
@@ -252,7 +255,7 @@ internal sealed partial class RedisStore(IConnectionMultiplexer redis, Keys keys
             args.Add(next.Worker);
             args.AddRange(next.Queues.Select(q => (RedisValue)q));
         }
-        var r = (RedisResult[])(await CallAsync(ScriptLibrary.Complete, [.. args]).ConfigureAwait(false))!;
+        var r = (RedisResult[])(await Group.CallAsync("complete", ScriptLibrary.Complete, [.. args]).ConfigureAwait(false))!;
         var outcome = Outcome(r);
         if (outcome != WriteOutcome.Fenced) await WaitForReplicasAsync($"completion of run {runId}").ConfigureAwait(false);
         return (outcome, outcome == WriteOutcome.Fenced ? [] : ParseClaimed((RedisResult[])r[1]!));
@@ -262,8 +265,8 @@ internal sealed partial class RedisStore(IConnectionMultiplexer redis, Keys keys
     {
         var errorJson = JsonSerializer.Serialize(f.Error, RedflowJson.Options);
         var stepBody = f.FailedStep is null ? "" : StepBody(f.FailedStep, "failed", f.Attempt, "error", errorJson);
-        var r = (RedisResult[])(await CallAsync(ScriptLibrary.Fail, f.RunId, f.Token, errorJson, f.Retriable ? "1" : "0",
-            (long)f.Delay.TotalMilliseconds, f.FailedStep ?? "", stepBody, (long)f.StepRan.TotalMilliseconds, (long)f.Lease.TotalMilliseconds).ConfigureAwait(false))!;
+        var r = (RedisResult[])(await Group.CallAsync("fail", ScriptLibrary.Fail, [f.RunId, f.Token, errorJson, f.Retriable ? "1" : "0",
+            (long)f.Delay.TotalMilliseconds, f.FailedStep ?? "", stepBody, (long)f.StepRan.TotalMilliseconds, (long)f.Lease.TotalMilliseconds]).ConfigureAwait(false))!;
         var attempt = f.Attempt;
         return (string)r[0]! switch
         {
@@ -318,7 +321,7 @@ internal sealed partial class RedisStore(IConnectionMultiplexer redis, Keys keys
         var args = new List<RedisValue>(2 + waits.Count * 5) { runId, token };
         foreach (var w in waits)
             args.AddRange([w.Request.Step, KindName(w.Request.Kind), w.Request.Name ?? "", w.Request.Key ?? "", w.DeadlineMs is { } d ? d : ""]);
-        var r = (RedisResult[])(await CallAsync(ScriptLibrary.Suspend, [.. args]).ConfigureAwait(false))!;
+        var r = (RedisResult[])(await Group.CallAsync("suspend", ScriptLibrary.Suspend, [.. args]).ConfigureAwait(false))!;
         return (string)r[0]! switch
         {
             "waiting" => SuspendOutcome.Waiting,

@@ -35,6 +35,7 @@ internal static class ScriptLibrary
     public static Script CronTick => Get("cron_tick");
     public static Script ClaimOnFailure => Get("claim_onfailure");
     public static Script Resume => Get("resume");
+    public static Script Batch => Get("batch");
 
     /// <summary>The shared library every script starts with (key layout and helpers).</summary>
     public static string Library { get; } = Read("_lib");

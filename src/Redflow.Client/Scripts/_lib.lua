@@ -513,7 +513,7 @@ end
 -- (each priority has its own ring of workflows; 0 is the plain one), each ring round-robin (claim_level).
 local function claim_from(q, max, worker, lease_ms, now, out)
   local wanted = #out + max
-  local budget = 200 + 4 * max
+  local budget = 1000 + 4 * max -- entries looked at, at most: a full round of a large ring of capped workflows, or parked keys
   local levels = redis.call('ZRANGE', k_levels(q), 0, -1) -- priorities other than 0 with ready runs, highest first
   local zero_done = false
   for _, p in ipairs(levels) do
@@ -592,4 +592,127 @@ local function wait_ready(id, kind, name, key, deadline, created_ms, now)
   if kind == 'signal' then return next_signal(id, name, false) ~= nil end
   if kind == 'event' then return next_event(id, name, key, created_ms) ~= nil end
   return false
+end
+
+-- ---- worker transitions that group commit batches (batch.lua); each script of the same name runs one ----------------
+-- Each takes its script's ARGV as `a` and returns that script's answer; none raises on a stale or repeated call, so one
+-- entry of a batch never fails the others.
+
+-- record_step.lua's body: see its header for a's layout and the answer.
+local function record_step_call(a)
+  local id, name = a[1], a[3]
+  local r, held = holder(id, a[2])
+  local existing = redis.call('HGET', k_steps(id), name)
+  if existing and string.find(existing, '"status":"succeeded"', 1, true) then return { 'exists', existing } end
+  if not held then return { 'fenced', r[F_STATUS] or 'missing' } end
+  local now = now_ms()
+  put_step(id, name, a[4], now - tonumber(a[5]), now, existing)
+  progressed(id, r) -- the abandonment count starts over
+  return { 'ok' }
+end
+
+-- complete.lua's body: see its header for a's layout and the answer.
+local function complete_call(a)
+  local id, token, claim_next = a[1], a[2], a[4] == '1'
+  local r, held = holder(id, token)
+  if not held then
+    if r[F_STATUS] == 'succeeded' and r[F_TOKEN] == token then
+      local prior = redis.call('HMGET', k_run(id), 'next_run', 'next_token')
+      return { 'done', { prior[1] and leased_run(prior[1], prior[2]) or nil } }
+    end
+    return { 'fenced', r[F_STATUS] or 'missing' }
+  end
+  local freed = release(id, r[F_QUEUE], r[F_WORKFLOW], true, r[F_KEY])
+  local now = now_ms()
+  -- The freed slot takes the next ready run first (the release made room under the cap); the run's record
+  -- keeps which run that was, for a repeat of this call.
+  local next_runs = {}
+  if claim_next then
+    for i = 7, #a do
+      claim_from(a[i], 1, a[6], tonumber(a[5]), now, next_runs)
+      if #next_runs > 0 then break end
+    end
+  end
+  local extra = { 'output', a[3] }
+  if #next_runs > 0 then
+    extra[3], extra[4], extra[5], extra[6] = 'next_run', next_runs[1][1], 'next_token', next_runs[1][2]
+  end
+  finish(id, 'succeeded', now, extra, r)
+  -- A run that succeeded ended with no error: a retried one's earlier errors stay in its attempt history.
+  if r[F_ATTEMPT] ~= '1' then redis.call('HDEL', k_run(id), 'error') end
+  -- The slot was not used here: if runs of the workflow wait, another worker may take it.
+  if freed and #next_runs == 0 then ring_if_waiting(r[F_QUEUE], r[F_WORKFLOW]) end
+  return { 'ok', next_runs }
+end
+
+-- fail.lua's body: see its header for a's layout and the answer.
+local function fail_call(a)
+  local id, token = a[1], a[2]
+  local r, held = holder(id, token)
+  if not held then
+    -- A repeat by the same holder: its failure already moved the run on (retry scheduled or failed for good).
+    if r[F_TOKEN] == token and (TERMINAL[r[F_STATUS]] or r[F_STATUS] == 'scheduled' or r[F_STATUS] == 'queued') then return { 'done' } end
+    return { 'fenced', r[F_STATUS] or 'missing' }
+  end
+  local now = now_ms()
+  local run = k_run(id)
+  local step = a[6]
+  if step ~= '' then
+    local existing = redis.call('HGET', k_steps(id), step)
+    if not (existing and string.find(existing, '"status":"succeeded"', 1, true)) then
+      put_step(id, step, a[7], now - tonumber(a[8]), now, existing)
+    end
+  end
+  release(id, r[F_QUEUE], r[F_WORKFLOW], false, r[F_KEY])
+  local attempt, max_attempts = tonumber(r[F_ATTEMPT]), tonumber(r[F_MAX_ATTEMPTS])
+  if a[4] == '1' and attempt < max_attempts then
+    redis.call('HSET', run, 'error', a[3], 'attempt', attempt + 1)
+    -- The attempt history: when the lease that ran this attempt started (leased_at, written by each claim), when it
+    -- failed, on which worker, with which error.
+    local held = redis.call('HMGET', run, 'worker', 'leased_at')
+    redis.call('RPUSH', k_attempts(id), '{"attempt":' .. attempt .. ',"started_at":' .. (held[2] or int(now)) .. ',"failed_at":' .. int(now) ..
+      ',"worker":' .. cjson.encode(held[1] or '') .. ',"error":' .. a[3] .. '}')
+    progressed(id, r)
+    redis.call('HINCRBY', K_COUNTERS, 'retried', 1)
+    local available = now + tonumber(a[5])
+    requeue(id, r[F_QUEUE], r[F_WORKFLOW], 'running', tonumber(r[F_CREATED]), available, now, false)
+    return { 'retry', attempt + 1, available }
+  end
+  fail_final(id, a[3], now, has_on_failure(r[F_WORKFLOW]) and now + tonumber(a[9]), r)
+  return { 'failed' }
+end
+
+-- suspend.lua's body: see its header for a's layout and the answer.
+local function suspend_call(a)
+  local id, token = a[1], a[2]
+  local r, held = holder(id, token)
+  if not held then return { 'fenced', r[F_STATUS] or 'missing' } end
+  local now = now_ms()
+  local created = tonumber(r[F_CREATED])
+  local waits, earliest = {}, nil
+  for i = 3, #a, 5 do
+    local w = { step = a[i], kind = a[i + 1], name = a[i + 2], key = a[i + 3], deadline = tonumber(a[i + 4]) }
+    if wait_ready(id, w.kind, w.name, w.key, w.deadline, created, now) then return { 'ready', w.step } end
+    if w.deadline and (not earliest or w.deadline < earliest) then earliest = w.deadline end
+    waits[#waits + 1] = w
+  end
+  local wk = k_waits(id)
+  redis.call('DEL', wk)
+  for _, w in ipairs(waits) do
+    redis.call('HSET', wk, w.step, cjson.encode({ kind = w.kind, name = w.name, key = w.key, ['until'] = w.deadline }))
+    if w.kind == 'child' then
+      redis.call('HSET', wk, '\nc\n' .. w.name, w.step)
+    elseif w.kind == 'signal' then
+      redis.call('HSET', wk, '\ns\n' .. w.name, w.step)
+    elseif w.kind == 'event' then
+      redis.call('HSET', wk, '\ne\n' .. w.name .. '\n' .. w.key, w.step)
+      redis.call('SADD', k_event_waiters(w.name, w.key), id)
+    end
+  end
+  if earliest then redis.call('ZADD', K_WAITS, int(earliest), id) end
+  release(id, r[F_QUEUE], r[F_WORKFLOW], false, r[F_KEY])
+  redis.call('HSET', k_run(id), 'status', 'waiting')
+  move_status(id, r[F_WORKFLOW], 'running', 'waiting', created)
+  redis.call('HINCRBY', K_COUNTERS, 'suspended', 1)
+  return { 'waiting' }
 end
