@@ -59,7 +59,7 @@ for line in open(sys.argv[1]):
     rnd, load, workload, *kv = line.split()
     if workload.endswith('_commands'): continue
     runs[int(rnd)][workload] = dict(dict((k, float(v)) for k, v in (p.split('=') for p in kv)), load=float(load.split('=')[1]))
-cols = ['runs_per_s', 'redis_commands', 'redis_cpu_us', 'worker_cpu_us', 'load']
+cols = ['runs_per_s', 'redis_commands', 'redis_cpu_us', 'worker_cpu_us', 'emit_per_s', 'emit_redis_commands', 'load']
 print('| round | ' + ' | '.join(f'{c} (no keys / keys)' for c in cols) + ' | ratio keys / no keys |')
 print('| ---: | ' + ' | '.join('---:' for _ in cols) + ' | ---: |')
 ratios = []

@@ -72,9 +72,12 @@ async Task Throughput(string? name, int steps, int n, int keys = 0)
     }, new WorkflowOptions { MaxConcurrency = 100_000, MaxConcurrencyPerKey = keys > 0 ? 1 : null });
     await using var client = RedflowClient.Create(new RedflowClientOptions { Url = url, Prefix = prefix });
     await (await RedflowWorker.StartAsync(Options(prefix, [wf], 1))).StopAsync(); // registers the workflow
+    var beforeEmit = await RedisSample();
+    var emitting = Stopwatch.StartNew();
     for (var b = 0; b < n; b += 1000)
         await Task.WhenAll(Enumerable.Range(b, Math.Min(1000, n - b)).Select(i =>
             client.EmitWorkflowAsync("noop", null, keys > 0 ? new EmitOptions { Key = $"k{i % keys}" } : null)));
+    var emitted = emitting.Elapsed;
     var before = await RedisSample();
     var (cpu, allocated) = (Process.GetCurrentProcess().TotalProcessorTime, GC.GetTotalAllocatedBytes());
     var sw = Stopwatch.StartNew();
@@ -87,7 +90,8 @@ async Task Throughput(string? name, int steps, int n, int keys = 0)
     if (name is null) return;
     Print(name, ("runs_per_s", n / el.TotalSeconds), ("runs", n), ("keys", keys), ("round_trips", (after.ScriptCalls - before.ScriptCalls) / (double)n + 1), // + the emit
         ("worker_cpu_us", workerUs), ("worker_alloc_kb", allocatedKb), ("redis_cpu_us", (after.CpuSeconds - before.CpuSeconds) * 1e6 / n),
-        ("redis_commands", (after.Commands - before.Commands) / (double)n), ("redis_script_us", (after.ScriptMicros - before.ScriptMicros) / n));
+        ("redis_commands", (after.Commands - before.Commands) / (double)n), ("redis_script_us", (after.ScriptMicros - before.ScriptMicros) / n),
+        ("emit_per_s", n / emitted.TotalSeconds), ("emit_redis_commands", (before.Commands - beforeEmit.Commands) / (double)n)); // the emit, untimed above
     if (keyed) // which commands, per run (INFO commandstats): where a keyed run's extra commands go
         Print(name + "_commands", [.. after.PerCommand.Select(c => (c.Key, (c.Value - before.PerCommand.GetValueOrDefault(c.Key)) / (double)n))
             .Where(c => c.Item2 >= 0.005).OrderByDescending(c => c.Item2)]);
