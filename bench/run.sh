@@ -1,21 +1,28 @@
 #!/usr/bin/env bash
 # Redflow benchmark, side by side with Hangfire and BullMQ on this machine, each against a fresh redis-server of
 # its own on a free loopback port (persistence off; --aof for appendfsync everysec).
-#   bash bench/run.sh [--quick] [--aof] [--redflow-only] [--waits]
+#   bash bench/run.sh [--quick] [--aof] [--redflow-only] [--waits] [--keys [--rounds N]]
 # --redflow-only skips BullMQ and Hangfire (for before/after comparisons of Redflow builds); --waits runs Redflow's
 # durable-wait workloads instead (waits_memory, sleep_lateness, signal_resume beside throughput_1step).
+# --keys runs flow control's workload instead: single-step runs/s without keys (throughput_1step) and with 1,000
+# distinct keys at MaxConcurrencyPerKey = 1 (throughput_1step_keys), alternately for N rounds (default 3), each in a
+# process and a fresh Redis of its own; prints each round's figures and ratio, then medians and min-max.
 # Prints a table, then one machine-readable line per workload and system ("redflow throughput_nostep runs_per_s=...").
 set -euo pipefail
 cd "$(dirname "$0")"
-quick=""; aof="no"; peers="yes"; waits=""
-for a in "$@"; do
-  case "$a" in
+quick=""; aof="no"; peers="yes"; waits=""; keys=""; rounds=3
+usage="usage: bench/run.sh [--quick] [--aof] [--redflow-only] [--waits] [--keys [--rounds N]]"
+while [ $# -gt 0 ]; do
+  case "$1" in
     --quick) quick="--quick" ;;
     --aof) aof="yes" ;;
     --redflow-only) peers="no" ;;
     --waits) waits="--waits"; peers="no" ;;
-    *) echo "usage: bench/run.sh [--quick] [--aof] [--redflow-only] [--waits]" >&2; exit 2 ;;
+    --keys) keys="--keys"; peers="no" ;;
+    --rounds) [ $# -ge 2 ] || { echo "$usage" >&2; exit 2; }; rounds="$2"; shift ;;
+    *) echo "$usage" >&2; exit 2 ;;
   esac
+  shift
 done
 command -v redis-server >/dev/null || { apt-get update -qq && apt-get install -y -qq redis-server >/dev/null; }
 
@@ -33,6 +40,44 @@ if [ "$peers" = yes ]; then
 fi
 
 out="$work/results.txt"
+if [ -n "$keys" ]; then
+  # Alternately, round by round: no keys, then 1,000 keys; each a process and a fresh Redis of its own.
+  for r in $(seq 1 "$rounds"); do
+    for w in throughput_1step throughput_1step_keys; do
+      load=$(cut -d' ' -f1 /proc/loadavg)
+      echo "round $r, $w, load $load" >&2
+      port=$(fresh_redis)
+      dotnet Redflow.Bench/bin/Release/net10.0/Redflow.Bench.dll "redis://127.0.0.1:$port" $quick --keys --only "$w" \
+        | grep '^redflow ' | sed "s/^redflow /$r load=$load /" | tee -a "$out" >&2
+      redis-cli -p "$port" shutdown nosave >/dev/null 2>&1 || true
+    done
+  done
+  python3 - "$out" <<'PY'
+import sys, collections, statistics
+runs = collections.defaultdict(dict)  # round -> workload -> figures
+for line in open(sys.argv[1]):
+    rnd, load, workload, *kv = line.split()
+    if workload.endswith('_commands'): continue
+    runs[int(rnd)][workload] = dict(dict((k, float(v)) for k, v in (p.split('=') for p in kv)), load=float(load.split('=')[1]))
+cols = ['runs_per_s', 'redis_commands', 'redis_cpu_us', 'worker_cpu_us', 'emit_per_s', 'emit_redis_commands', 'load']
+print('| round | ' + ' | '.join(f'{c} (no keys / keys)' for c in cols) + ' | ratio keys / no keys |')
+print('| ---: | ' + ' | '.join('---:' for _ in cols) + ' | ---: |')
+ratios = []
+for r in sorted(runs):
+    a, b = runs[r].get('throughput_1step'), runs[r].get('throughput_1step_keys')
+    if not a or not b: continue
+    ratios.append(b['runs_per_s'] / a['runs_per_s'])
+    print(f'| {r} | ' + ' | '.join(f"{a[c]:,.2f} / {b[c]:,.2f}" for c in cols) + f' | {ratios[-1]:.2f} |')
+def summary(xs): return f'{statistics.median(xs):,.2f} ({min(xs):,.2f}-{max(xs):,.2f})' if xs else '-'
+for c in cols:
+    print(f"median (min-max) {c}: no keys {summary([runs[r]['throughput_1step'][c] for r in runs if 'throughput_1step' in runs[r]])}, "
+          f"keys {summary([runs[r]['throughput_1step_keys'][c] for r in runs if 'throughput_1step_keys' in runs[r]])}")
+print(f'ratio keys / no keys per round: median (min-max) {summary(ratios)}; target >= 0.5: ' + ('met' if ratios and statistics.median(ratios) >= 0.5 else 'NOT met'))
+PY
+  echo
+  cat "$out"
+  exit 0
+fi
 echo "Redflow..." >&2
 port=$(fresh_redis); dotnet Redflow.Bench/bin/Release/net10.0/Redflow.Bench.dll "redis://127.0.0.1:$port" $quick $waits | grep '^redflow ' | tee -a "$out" >&2
 if [ "$peers" = yes ]; then

@@ -1,8 +1,11 @@
 // Redflow benchmark: the workloads of docs/benchmarks.md against one Redis (bench/run.sh starts a fresh one).
-// Usage: Redflow.Bench <redis-url> [--quick] [--only <workload>] [--waits]. Prints one machine-readable line per workload:
+// Usage: Redflow.Bench <redis-url> [--quick] [--only <workload>] [--waits | --keys]. Prints one machine-readable line per workload:
 //   redflow <workload> key=value ...
 // --waits runs the durable-wait workloads instead (waits_memory, sleep_lateness, signal_resume), each beside the
 // single-step throughput measured in the same process, just before and just after.
+// --keys runs flow control's workloads instead: throughput_1step (no keys) and throughput_1step_keys (1,000 distinct
+// flow-control keys, one per emit round-robin, MaxConcurrencyPerKey = 1); bench/run.sh --keys runs each in a process
+// and Redis of its own, alternately.
 using System.Collections.Concurrent;
 using System.Diagnostics;
 using Redflow;
@@ -18,11 +21,21 @@ var warmUpRuns = quick ? 5_000 : 20_000;
 var warmUpSettle = TimeSpan.FromSeconds(3);
 var only = Array.IndexOf(args, "--only") is var o and >= 0 ? args[o + 1] : null;
 var waits = args.Contains("--waits");
+var keyed = args.Contains("--keys");
+const int FlowKeys = 1_000;
 bool Run(string workload) => only is null || only == workload;
 // Every system first runs unmeasured warm-up batches in the same process, so the figures are of a warmed-up engine
 // (the runtime's tiered JIT has compiled the hot paths), not of its first seconds.
 await Throughput(null, 0, warmUpRuns);
 await Throughput(null, 1, warmUpRuns / 4);
+if (keyed)
+{
+    await Throughput(null, 1, warmUpRuns / 4, keys: FlowKeys); // the keyed emit, claim and release paths compiled too
+    await Task.Delay(warmUpSettle);
+    if (Run("throughput_1step")) await Throughput("throughput_1step", steps: 1, n: quick ? 5_000 : 20_000);
+    if (Run("throughput_1step_keys")) await Throughput("throughput_1step_keys", steps: 1, n: quick ? 5_000 : 20_000, keys: FlowKeys);
+    return;
+}
 if (waits)
 {
     await SignalResume(null, 1_000); // the wait, suspend, signal and resume paths compiled too
@@ -46,19 +59,25 @@ if (Run("ten_steps")) await TenSteps(n: quick ? 500 : 2_000);
 if (Run("children")) await Children(parents: quick ? 50 : 200);
 if (Run("memory")) await Memory(inFlight: quick ? 2_000 : 10_000);
 
-// n runs emitted in bulk, then one worker started; printed under name (null: a warm-up, not printed).
-async Task Throughput(string? name, int steps, int n)
+// n runs emitted in bulk, then one worker started; printed under name (null: a warm-up, not printed). keys > 0: each
+// run gets a flow-control key, round-robin over that many ("k0", "k1", ...), on a workflow with MaxConcurrencyPerKey = 1
+// (MaxConcurrency as high as without keys, so only the per-key cap can bind).
+async Task Throughput(string? name, int steps, int n, int keys = 0)
 {
     var prefix = Prefix();
     var wf = Workflows.Define("noop", async ctx =>
     {
         for (var i = 0; i < steps; i++) await ctx.Step.RunAsync($"s{i}", ct => Task.FromResult(i));
         return null;
-    }, new WorkflowOptions { MaxConcurrency = 100_000 });
+    }, new WorkflowOptions { MaxConcurrency = 100_000, MaxConcurrencyPerKey = keys > 0 ? 1 : null });
     await using var client = RedflowClient.Create(new RedflowClientOptions { Url = url, Prefix = prefix });
     await (await RedflowWorker.StartAsync(Options(prefix, [wf], 1))).StopAsync(); // registers the workflow
+    var beforeEmit = await RedisSample();
+    var emitting = Stopwatch.StartNew();
     for (var b = 0; b < n; b += 1000)
-        await Task.WhenAll(Enumerable.Range(b, Math.Min(1000, n - b)).Select(_ => client.EmitWorkflowAsync("noop", null)));
+        await Task.WhenAll(Enumerable.Range(b, Math.Min(1000, n - b)).Select(i =>
+            client.EmitWorkflowAsync("noop", null, keys > 0 ? new EmitOptions { Key = $"k{i % keys}" } : null)));
+    var emitted = emitting.Elapsed;
     var before = await RedisSample();
     var (cpu, allocated) = (Process.GetCurrentProcess().TotalProcessorTime, GC.GetTotalAllocatedBytes());
     var sw = Stopwatch.StartNew();
@@ -69,9 +88,13 @@ async Task Throughput(string? name, int steps, int n)
     var workerUs = (Process.GetCurrentProcess().TotalProcessorTime - cpu).TotalMicroseconds / n;
     var after = await RedisSample();
     if (name is null) return;
-    Print(name, ("runs_per_s", n / el.TotalSeconds), ("runs", n), ("round_trips", (after.ScriptCalls - before.ScriptCalls) / (double)n + 1), // + the emit
+    Print(name, ("runs_per_s", n / el.TotalSeconds), ("runs", n), ("keys", keys), ("round_trips", (after.ScriptCalls - before.ScriptCalls) / (double)n + 1), // + the emit
         ("worker_cpu_us", workerUs), ("worker_alloc_kb", allocatedKb), ("redis_cpu_us", (after.CpuSeconds - before.CpuSeconds) * 1e6 / n),
-        ("redis_commands", (after.Commands - before.Commands) / (double)n), ("redis_script_us", (after.ScriptMicros - before.ScriptMicros) / n));
+        ("redis_commands", (after.Commands - before.Commands) / (double)n), ("redis_script_us", (after.ScriptMicros - before.ScriptMicros) / n),
+        ("emit_per_s", n / emitted.TotalSeconds), ("emit_redis_commands", (before.Commands - beforeEmit.Commands) / (double)n)); // the emit, untimed above
+    if (keyed) // which commands, per run (INFO commandstats): where a keyed run's extra commands go
+        Print(name + "_commands", [.. after.PerCommand.Select(c => (c.Key, (c.Value - before.PerCommand.GetValueOrDefault(c.Key)) / (double)n))
+            .Where(c => c.Item2 >= 0.005).OrderByDescending(c => c.Item2)]);
 }
 
 async Task Latency(int rate, int seconds)
@@ -300,14 +323,15 @@ async Task WaitFor(string prefix, string workflow, string status, int n, DateTim
 // Redis's counters, read before and after a workload: script calls and their time (EVALSHA/EVAL), every command
 // it ran (including those inside scripts), and its own CPU (user + system), to tell a saturated server from a busy
 // worker. A commandstats line reads "cmdstat_<name>: calls=N,usec=U,...".
-async Task<(long ScriptCalls, double ScriptMicros, long Commands, double CpuSeconds)> RedisSample()
+async Task<(long ScriptCalls, double ScriptMicros, long Commands, double CpuSeconds, Dictionary<string, long> PerCommand)> RedisSample()
 {
     static double Field(string stat, int i) => double.Parse(stat.Split(',')[i].Split('=')[1], System.Globalization.CultureInfo.InvariantCulture);
     var stats = (await server.InfoAsync("commandstats")).SelectMany(g => g).Where(kv => kv.Key != "cmdstat_info").ToList();
     var scripts = stats.Where(kv => kv.Key is "cmdstat_evalsha" or "cmdstat_eval").ToList();
     var cpu = (await server.InfoAsync("cpu")).SelectMany(g => g).Where(kv => kv.Key is "used_cpu_sys" or "used_cpu_user")
         .Sum(kv => double.Parse(kv.Value, System.Globalization.CultureInfo.InvariantCulture));
-    return ((long)scripts.Sum(kv => Field(kv.Value, 0)), scripts.Sum(kv => Field(kv.Value, 1)), (long)stats.Sum(kv => Field(kv.Value, 0)), cpu);
+    return ((long)scripts.Sum(kv => Field(kv.Value, 0)), scripts.Sum(kv => Field(kv.Value, 1)), (long)stats.Sum(kv => Field(kv.Value, 0)), cpu,
+        stats.ToDictionary(kv => kv.Key["cmdstat_".Length..], kv => (long)Field(kv.Value, 0)));
 }
 
 static string Prefix() => "b" + Guid.NewGuid().ToString("N")[..8];
