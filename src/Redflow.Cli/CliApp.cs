@@ -121,6 +121,8 @@ internal static class CliApp
             io.Line($"created   {Time(run.CreatedAt)}   started {Time(run.StartedAt)}   finished {Time(run.FinishedAt)}");
             if (lease is not null) io.Line($"worker    {lease.App ?? "?"} (node {lease.Node}), lease until {Time(lease.Deadline)}");
             if (lease?.CurrentStep is { } current) io.Line($"in step   {current} (as of the last lease renewal)");
+            if (run.Key is not null) io.Line($"key       {run.Key} (flow control)");
+            if (run.Priority != 0) io.Line($"priority  {run.Priority.ToString(CultureInfo.InvariantCulture)}");
             if (run.ParentRunId is not null) io.Line($"parent    {run.ParentRunId}");
             if (run.RerunOf is not null) io.Line($"rerun of  {run.RerunOf}");
             if (run.CancelReason is not null) io.Line($"canceled  {run.CancelReason}");
@@ -235,9 +237,10 @@ internal static class CliApp
         {
             var all = await client.ListWorkflowsAsync(ct);
             if (p.GetValue(json)) return io.Json(all);
-            io.Table(["WORKFLOW", "QUEUE", "MAX CONC.", "ATTEMPTS", "RUNNING", "QUEUED", "FAILED", "NEXT CRON", "WORKERS"], all.Select(w => new[]
+            io.Table(["WORKFLOW", "QUEUE", "MAX CONC.", "ATTEMPTS", "FLOW CONTROL", "HELD BACK", "RUNNING", "QUEUED", "FAILED", "NEXT CRON", "WORKERS"], all.Select(w => new[]
             {
                 w.Name, w.Queue, w.MaxConcurrency.ToString(CultureInfo.InvariantCulture), w.MaxAttempts.ToString(CultureInfo.InvariantCulture),
+                FlowControl(w), N(w.HeldBack),
                 Count(w.RunCounts, RunStatus.Running), Count(w.RunCounts, RunStatus.Queued), Count(w.RunCounts, RunStatus.Failed),
                 Time(w.Cron.Where(c => !c.Paused).Select(c => c.NextFireAt).Where(n => n is not null).Min()), string.Join(",", w.Workers.Select(x => x.App)),
             }));
@@ -267,10 +270,12 @@ internal static class CliApp
         var delayOpt = new Option<string?>("--delay") { Description = "Start after this delay on the Redis clock: 30s, 5m, 2h, 1d or hh:mm:ss" };
         var emitQueueOpt = new Option<string?>("--queue") { Description = "Run on this queue instead of the workflow's own" };
         var keyOpt = new Option<string?>("--idempotency-key") { Description = "Emit at most one run per key" };
+        var flowKeyOpt = new Option<string?>("--key") { Description = "The run's flow-control key (a tenant, a user): MaxConcurrencyPerKey, RateLimit and Debounce apply per key" };
+        var priorityOpt = new Option<int>("--priority") { Description = "Claimed before ready runs of lower priority on its queue (default 0; may be negative)" };
         var runAtOpt = new Option<string?>("--run-at") { Description = "Start no earlier than this time (ISO 8601; UTC when no zone is given)" };
         var waitOpt = new Option<bool>("--wait") { Description = "Wait for the result (exit 1 if the run does not succeed)" };
         var timeoutOpt = new Option<int>("--timeout") { Description = "Seconds to wait with --wait (positive)", DefaultValueFactory = _ => 60 };
-        var emit = new Command("emit", "Emit a run") { workflowArg, inputOpt, inputFileOpt, keyOpt, runAtOpt, delayOpt, emitQueueOpt, waitOpt, timeoutOpt };
+        var emit = new Command("emit", "Emit a run") { workflowArg, inputOpt, inputFileOpt, keyOpt, flowKeyOpt, priorityOpt, runAtOpt, delayOpt, emitQueueOpt, waitOpt, timeoutOpt };
         emit.SetAction(With(async (client, p, ct) =>
         {
             // Every argument is checked before anything is written.
@@ -278,6 +283,8 @@ internal static class CliApp
                 return io.Fail(ExitCodes.Usage, $"--timeout {p.GetValue(timeoutOpt)} must be a positive number of seconds.");
             if (p.GetValue(inputOpt) is not null && p.GetValue(inputFileOpt) is not null)
                 return io.Fail(ExitCodes.Usage, "Give --input or --input-file, not both.");
+            if (p.GetValue(flowKeyOpt) is { } flowKey && KeyProblem(flowKey) is { } keyProblem)
+                return io.Fail(ExitCodes.Usage, keyProblem);
             string? text = p.GetValue(inputOpt), source = "--input";
             if (text == "-" || p.GetValue(inputFileOpt) == "-")
             {
@@ -305,7 +312,11 @@ internal static class CliApp
             }
             if (runAt is not null && delay is not null) return io.Fail(ExitCodes.Usage, "Give --run-at or --delay, not both.");
             var handle = await client.EmitWorkflowAsync(p.GetValue(workflowArg)!, inputJson,
-                new EmitOptions { IdempotencyKey = p.GetValue(keyOpt), RunAt = runAt, Delay = delay, Queue = p.GetValue(emitQueueOpt) }, ct);
+                new EmitOptions
+                {
+                    IdempotencyKey = p.GetValue(keyOpt), RunAt = runAt, Delay = delay, Queue = p.GetValue(emitQueueOpt),
+                    Key = p.GetValue(flowKeyOpt), Priority = p.GetValue(priorityOpt),
+                }, ct);
             if (!p.GetValue(waitOpt))
             {
                 if (p.GetValue(json)) return io.Json(new { run_id = handle.RunId });
@@ -430,6 +441,38 @@ internal static class CliApp
         io.Line($"export REDIS_URL={redisUrl}");
         io.Line($"# data in {dir}; stop it with: redis-cli -p {port} shutdown");
         return ExitCodes.Ok;
+    }
+
+    /// <summary>
+    /// What is wrong with a <c>--key</c>, or null: the client checks it again before it writes, but the CLI says so
+    /// before it reads the input or touches Redis, like its other options.
+    /// </summary>
+    internal static string? KeyProblem(string key)
+    {
+        if (string.IsNullOrWhiteSpace(key)) return "--key must not be empty.";
+        if (key.Length > 256) return $"--key is {key.Length} characters long; at most 256 are allowed.";
+        if (key.Any(char.IsControl)) return "--key contains a control character.";
+        if (key.AsSpan().IndexOfAny('{', '}') >= 0) return "--key contains '{' or '}', which Redflow keeps for its key hash tag.";
+        return null;
+    }
+
+    /// <summary>A workflow's flow-control limits in one cell: <c>per-key 2; 100/1m; debounce 30s (max 5m)</c>, or <c>-</c>.</summary>
+    internal static string FlowControl(WorkflowMeta w)
+    {
+        var parts = new List<string>();
+        if (w.MaxConcurrencyPerKey is { } cap) parts.Add($"per-key {N(cap)}");
+        if (w.RateLimit is { } r) parts.Add($"{N(r.Limit)}/{Span(r.Period)}");
+        if (w.Debounce is { } d) parts.Add($"debounce {Span(d.Period)}{(d.MaxWait is { } max ? $" (max {Span(max)})" : "")}");
+        return parts.Count == 0 ? "-" : string.Join("; ", parts);
+    }
+
+    /// <summary>A period as <c>--delay</c> takes it: <c>1d</c>, <c>2h</c>, <c>5m</c>, <c>30s</c>, else <c>250ms</c>.</summary>
+    internal static string Span(TimeSpan t)
+    {
+        (long Ticks, string Suffix)[] units = [(TimeSpan.TicksPerDay, "d"), (TimeSpan.TicksPerHour, "h"), (TimeSpan.TicksPerMinute, "m"), (TimeSpan.TicksPerSecond, "s")];
+        foreach (var (ticks, suffix) in units)
+            if (t.Ticks > 0 && t.Ticks % ticks == 0) return $"{N(t.Ticks / ticks)}{suffix}";
+        return $"{t.TotalMilliseconds.ToString("0.###", CultureInfo.InvariantCulture)}ms";
     }
 
     private static string Time(DateTimeOffset? t) => t is { } v ? v.ToUniversalTime().ToString("yyyy-MM-dd HH:mm:ss", CultureInfo.InvariantCulture) + " UTC" : "-";

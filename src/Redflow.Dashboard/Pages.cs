@@ -18,6 +18,9 @@ internal sealed class Ui(string basePath, RedflowDashboardOptions options)
     /// <summary>The actions on one cron trigger of a workflow, each a confirmation page (GET) and a POST.</summary>
     public static readonly string[] CronActions = ["pause", "resume", "trigger"];
 
+    /// <summary>The most held-back keys a workflow's meta lists (<see cref="WorkflowMeta.HeldBackKeys"/>).</summary>
+    private const int HeldBackShown = 10;
+
     /// <summary>Runs per page unless the query's <c>limit</c> says otherwise.</summary>
     private const int DefaultPageSize = 50;
 
@@ -329,6 +332,7 @@ internal sealed class Ui(string basePath, RedflowDashboardOptions options)
             {Table(["Field", "Value"], new[]
             {
                 new[] { "Workflow", E(run.Workflow) }, ["Queue", E(run.Queue)], ["Status", Status(run.Status)],
+                ["Flow-control key", run.Key is { } fk ? $"<code>{E(fk)}</code>" : "-"], ["Priority", run.Priority.ToString(CultureInfo.InvariantCulture)],
                 ["Attempt", $"{run.Attempt} of {run.MaxAttempts}"], ["Resumes", $"{run.Resumes}"],
                 ["Created", Time(run.CreatedAt, now)], ["Available at", Time(run.AvailableAt, now)], ["Started", Time(run.StartedAt, now)], ["Finished", Time(run.FinishedAt, now)],
                 ["Duration", RunDuration(run, now)],
@@ -396,9 +400,9 @@ internal sealed class Ui(string basePath, RedflowDashboardOptions options)
     {
         var now = DateTimeOffset.UtcNow;
         var workflows = await Client(http).ListWorkflowsAsync(http.RequestAborted);
-        var body = Table(["Workflow", "Queue", "Max concurrency", "Max attempts", "Runs", "Cron (next fire)", "Workers"], workflows.Select(w => new[]
+        var body = Table(["Workflow", "Queue", "Max concurrency", "Max attempts", "Flow control", "Runs", "Cron (next fire)", "Workers"], workflows.Select(w => new[]
         {
-            $"<a href=\"{basePath}/workflows/{U(w.Name)}\">{E(w.Name)}</a>", E(w.Queue), $"{w.MaxConcurrency}", $"{w.MaxAttempts}",
+            $"<a href=\"{basePath}/workflows/{U(w.Name)}\">{E(w.Name)}</a>", E(w.Queue), $"{w.MaxConcurrency}", $"{w.MaxAttempts}", FlowSummary(w),
             string.Join(" ", w.RunCounts.Where(c => c.Value > 0).Select(c => $"<a href=\"{basePath}/runs?workflow={U(w.Name)}&amp;status={c.Key}\">{Status(c.Key)} {c.Value}</a>")),
             string.Join("<br>", w.Cron.Select(c => $"<code>{E(c.Expression)}</code> {E(c.Timezone)} → {(c.Paused ? "<span class=\"st waiting\">Paused</span>" : NextFire(c))}")),
             string.Join("<br>", w.Workers.Select(x => $"{E(x.App)} ({Time(x.LastSeen, now)})")),
@@ -470,6 +474,13 @@ internal sealed class Ui(string basePath, RedflowDashboardOptions options)
             <h2>Workers</h2>
             {Table(["App", "Last seen"], meta.Workers.Select(w => new[] { E(w.App), Time(w.LastSeen, now) }))}
             </div></div>
+            <h2>Flow control <span class="muted">(limits; ready runs they hold back now, the top {HeldBackShown} keys)</span></h2>
+            <div class="grid"><div>
+            {Table(["Limit", "Value"], FlowRows(meta), "flow-control")}
+            </div><div>
+            <p id="held-back" data-held-back="{meta.HeldBack}">{HeldBackText(meta.HeldBack)}</p>
+            {Table(["Key", "Ready held back", "Running"], meta.HeldBackKeys.Select(k => new[] { HeldKey(k.Key), $"{k.Ready}", $"{k.Running}" }), "held-back-keys")}
+            </div></div>
             <h2>Cron triggers</h2>
             {CronTable(name, meta.Cron)}
             <h2>Recent runs</h2>
@@ -481,6 +492,51 @@ internal sealed class Ui(string basePath, RedflowDashboardOptions options)
             """;
         return Html(http, $"Workflow {name}", body, live: true);
     }
+
+    /// <summary>A period for people: <c>1 min</c>, <c>30 s</c>, <c>2 h</c>, <c>1 d</c>; other lengths as <see cref="Html.Duration"/> does.</summary>
+    internal static string Period(TimeSpan t) =>
+        t > TimeSpan.Zero && t.Ticks % TimeSpan.TicksPerDay == 0 ? $"{(long)t.TotalDays} d"
+        : t > TimeSpan.Zero && t.Ticks % TimeSpan.TicksPerHour == 0 ? $"{(long)t.TotalHours} h"
+        : t > TimeSpan.Zero && t.Ticks % TimeSpan.TicksPerMinute == 0 ? $"{(long)t.TotalMinutes} min"
+        : t > TimeSpan.Zero && t.Ticks % TimeSpan.TicksPerSecond == 0 ? $"{(long)t.TotalSeconds} s"
+        : Duration(t);
+
+    /// <summary>A rate limit as text: <c>100 per 1 min</c>.</summary>
+    private static string Rate(RateLimit r) => $"{r.Limit} per {Period(r.Period)}";
+
+    /// <summary>A debounce as text: <c>30 s, at most 5 min after the first emit</c>.</summary>
+    private static string Debounce(DebounceOptions d) =>
+        d.MaxWait is { } max ? $"{Period(d.Period)}, at most {Period(max)} after the first emit" : $"{Period(d.Period)} (no max wait)";
+
+    /// <summary>A workflow's flow-control limits, one row each, "none" where it has none.</summary>
+    private static IEnumerable<string[]> FlowRows(WorkflowMeta w) =>
+    [
+        ["Max concurrency per key", w.MaxConcurrencyPerKey is { } cap ? $"{cap}" : "<span class=\"muted\">none</span>"],
+        ["Rate limit", w.RateLimit is { } r ? $"{E(Rate(r))} <span class=\"muted\">(per key; runs without a key share the workflow's)</span>" : "<span class=\"muted\">none</span>"],
+        ["Debounce", w.Debounce is { } d ? $"{E(Debounce(d))} <span class=\"muted\">(per key)</span>" : "<span class=\"muted\">none</span>"],
+    ];
+
+    /// <summary>The workflows list's compact flow-control cell: the limits it has, and how many ready runs they hold back.</summary>
+    private string FlowSummary(WorkflowMeta w)
+    {
+        var parts = new List<string>();
+        if (w.MaxConcurrencyPerKey is { } cap) parts.Add($"{cap} per key");
+        if (w.RateLimit is { } r) parts.Add(E(Rate(r)));
+        if (w.Debounce is { } d) parts.Add($"debounce {Period(d.Period)}{(d.MaxWait is { } max ? $" (max {Period(max)})" : "")}");
+        if (parts.Count == 0 && w.HeldBack == 0) return "<span class=\"muted\">none</span>";
+        var held = w.HeldBack > 0 ? $"<br><a class=\"held\" href=\"{basePath}/workflows/{U(w.Name)}#held-back\"><span class=\"st waiting\">{w.HeldBack} held back</span></a>" : "";
+        return parts.Count == 0 ? held[4..] : string.Join("<br>", parts) + held;
+    }
+
+    private static string HeldBackText(long n) => n switch
+    {
+        0 => "No ready run is held back now.",
+        1 => "<b>1</b> ready run is held back now (queued, waiting for a key's slot or a rate window).",
+        _ => $"<b>{n}</b> ready runs are held back now (queued, waiting for a key's slot or a rate window).",
+    };
+
+    /// <summary>A held-back key's cell; <c>""</c> is the runs without a key, held back by the workflow's own rate limit.</summary>
+    private static string HeldKey(string key) => key.Length == 0 ? "<span class=\"muted\">(no key: the workflow's rate limit)</span>" : $"<code>{E(key)}</code>";
 
     /// <summary>A workflow's cron triggers: next fire, state, and (unless read-only) pause or resume and trigger now.</summary>
     private string CronTable(string workflow, IReadOnlyList<CronTriggerInfo> cron)

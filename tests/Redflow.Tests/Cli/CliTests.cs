@@ -209,6 +209,117 @@ public sealed class CliTests : WorkerTest
     }
 
     [Fact]
+    public async Task Emit_key_and_priority_runs_show_them_and_workflows_shows_limits_and_held_back_runs()
+    {
+        var gate = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var capped = Workflows.Define<Order, int>("cli-tenant", async ctx =>
+        {
+            if (ctx.Input.Id == "hold") await ctx.Step.RunAsync("hold", async ct => { await gate.Task.WaitAsync(ct); return 1; });
+            return ctx.Input.Amount;
+        }, new WorkflowOptions { MaxConcurrency = 5, MaxConcurrencyPerKey = 1, RateLimit = new RateLimit(100, TimeSpan.FromMinutes(1)) });
+        var debounced = Workflows.Define<Order, int>("cli-debounced", async ctx => ctx.Input.Amount,
+            new WorkflowOptions { Debounce = new DebounceOptions(TimeSpan.FromSeconds(30)) { MaxWait = TimeSpan.FromMilliseconds(45_500) } });
+        await StartWorkerAsync(new StartWorkerOptions { Workflows = [capped, debounced, Doubler], Concurrency = 4 });
+
+        var holder = await Redflow("emit", "cli-tenant", "--input", """{"id":"hold","amount":1}""", "--key", "tenant-42");
+        Assert.Equal(ExitCodes.Ok, holder.Code);
+        var holderId = holder.Out.Trim();
+        await EventuallyAsync(async () => (await RunAsync(holderId)).Status == RunStatus.Running, "the key's first run holds its slot");
+        var queued = new List<string>();
+        for (var i = 0; i < 2; i++)
+        {
+            var more = await Redflow("emit", "cli-tenant", "--input", $$"""{"id":"m{{i}}","amount":{{i}}}""", "--key", "tenant-42", "--priority", "-5", "--json");
+            Assert.Equal(ExitCodes.Ok, more.Code);
+            queued.Add(JsonDocument.Parse(more.Out).RootElement.GetProperty("run_id").GetString()!);
+        }
+        var stored = await RunAsync(queued[0]);
+        Assert.Equal("tenant-42", stored.Key);
+        Assert.Equal(-5, stored.Priority);
+
+        var show = await Redflow("runs", "show", queued[0]);
+        Assert.Contains("key       tenant-42 (flow control)", show.Out);
+        Assert.Contains("priority  -5", show.Out);
+        var showJson = JsonDocument.Parse((await Redflow("runs", "show", queued[0], "--json")).Out).RootElement.GetProperty("run");
+        Assert.Equal("tenant-42", showJson.GetProperty("key").GetString());
+        Assert.Equal(-5, showJson.GetProperty("priority").GetInt32());
+        var plain = await Redflow("emit", "cli-double", "--input", """{"id":"p","amount":1}""", "--wait", "--json");
+        var plainShow = await Redflow("runs", "show", JsonDocument.Parse(plain.Out).RootElement.GetProperty("run_id").GetString()!);
+        Assert.DoesNotContain("key       ", plainShow.Out);
+        Assert.DoesNotContain("priority  ", plainShow.Out);
+
+        // The workflows table: the limits in one column and the runs they hold back in the next.
+        var table = "";
+        await EventuallyAsync(async () => HeldBack(table = (await Redflow("workflows")).Out, "cli-tenant") == "2", "the two runs behind the cap are held back");
+        Assert.Contains("FLOW CONTROL", table);
+        Assert.Equal("per-key 1; 100/1m", FlowCell(table, "cli-tenant"));
+        Assert.Equal("debounce 30s (max 45500ms)", FlowCell(table, "cli-debounced"));
+        Assert.Equal("0", HeldBack(table, "cli-debounced"));
+        Assert.Equal("-", FlowCell(table, "cli-double"));
+
+        // --json has the limits and the held-back keys.
+        var metas = JsonDocument.Parse((await Redflow("workflows", "--json")).Out).RootElement.EnumerateArray().ToDictionary(w => w.GetProperty("name").GetString()!);
+        var tenant = metas["cli-tenant"];
+        Assert.Equal(1, tenant.GetProperty("max_concurrency_per_key").GetInt32());
+        Assert.Equal(100, tenant.GetProperty("rate_limit").GetProperty("limit").GetInt32());
+        Assert.Equal(TimeSpan.FromMinutes(1), TimeSpan.Parse(tenant.GetProperty("rate_limit").GetProperty("period").GetString()!, System.Globalization.CultureInfo.InvariantCulture));
+        Assert.Equal(2, tenant.GetProperty("held_back").GetInt64());
+        var key = Assert.Single(tenant.GetProperty("held_back_keys").EnumerateArray());
+        Assert.Equal("tenant-42", key.GetProperty("key").GetString());
+        Assert.Equal(2, key.GetProperty("ready").GetInt64());
+        Assert.Equal(1, key.GetProperty("running").GetInt64());
+        Assert.Equal(JsonValueKind.Null, metas["cli-double"].GetProperty("rate_limit").ValueKind);
+        Assert.Equal(TimeSpan.FromMilliseconds(45_500), TimeSpan.Parse(metas["cli-debounced"].GetProperty("debounce").GetProperty("max_wait").GetString()!, System.Globalization.CultureInfo.InvariantCulture));
+
+        gate.SetResult();
+        foreach (var id in queued) await Client.GetHandle(id).ResultAsync<int>(Generous);
+        Assert.Equal("0", HeldBack((await Redflow("workflows")).Out, "cli-tenant"));
+    }
+
+    /// <summary>The line of a workflow in the <c>redflow workflows</c> table.</summary>
+    private static string Row(string table, string workflow) =>
+        table.Split('\n').Single(l => l.StartsWith(workflow + " ", StringComparison.Ordinal));
+
+    /// <summary>A cell of the <c>redflow workflows</c> table: a workflow's row, from its column's header to the next one's.</summary>
+    private static string Cell(string table, string workflow, string column, string next)
+    {
+        var header = table.Split('\n')[0];
+        int from = header.IndexOf(column, StringComparison.Ordinal), to = header.IndexOf(next, StringComparison.Ordinal);
+        var row = Row(table, workflow);
+        return row.Length <= from ? "" : row[from..Math.Min(to, row.Length)].Trim();
+    }
+
+    private static string HeldBack(string table, string workflow) => Cell(table, workflow, "HELD BACK", "RUNNING");
+
+    private static string FlowCell(string table, string workflow) => Cell(table, workflow, "FLOW CONTROL", "HELD BACK");
+
+    [Fact]
+    public async Task Emit_checks_key_and_priority_before_it_writes()
+    {
+        var debounced = Workflows.Define<Order, int>("cli-debounce-bad", async ctx => ctx.Input.Amount,
+            new WorkflowOptions { Debounce = new DebounceOptions(TimeSpan.FromSeconds(30)) });
+        await StartWorkerAsync(new StartWorkerOptions { Workflows = [debounced, Doubler] });
+        var empty = await Redflow("emit", "cli-double", "--key", " ");
+        Assert.Equal(ExitCodes.Usage, empty.Code);
+        Assert.Contains("--key", empty.Err);
+        var braces = await Redflow("emit", "cli-double", "--key", "a{b}");
+        Assert.Equal(ExitCodes.Usage, braces.Code);
+        Assert.Contains("hash tag", braces.Err);
+        var tooLong = await Redflow("emit", "cli-double", "--key", new string('k', 300), "--json");
+        Assert.Equal(ExitCodes.Usage, JsonDocument.Parse(tooLong.Err).RootElement.GetProperty("error").GetProperty("code").GetInt32());
+        Assert.Equal(ExitCodes.Usage, (await Redflow("emit", "cli-double", "--key", "a\nb")).Code);
+        var notInt = await Redflow("emit", "cli-double", "--priority", "high");
+        Assert.Equal(ExitCodes.Usage, notInt.Code);
+        Assert.Contains("--priority", notInt.Err);
+        Assert.Equal(ExitCodes.Usage, (await Redflow("emit", "cli-double", "--priority", "99999999999")).Code);
+        // A debounced workflow takes no --delay (the client refuses it, nothing is written).
+        var delayed = await Redflow("emit", "cli-debounce-bad", "--key", "k", "--delay", "5m");
+        Assert.Equal(ExitCodes.Usage, delayed.Code);
+        Assert.Contains("debounced", delayed.Err);
+        Assert.Empty(await Client.ListRunsAsync(new ListRunsParams { Workflow = "cli-double" }));
+        Assert.Empty(await Client.ListRunsAsync(new ListRunsParams { Workflow = "cli-debounce-bad" }));
+    }
+
+    [Fact]
     public async Task Bare_redflow_prints_usage_with_exit_codes_and_json_errors_are_json()
     {
         var bare = await Bare([]);
