@@ -168,11 +168,12 @@ internal sealed partial class RedisStore(IConnectionMultiplexer redis, Keys keys
 
     public async Task<(string RunId, bool Created)> EmitAsync(NewRun run)
     {
-        var r = (RedisResult[])(await CallAsync(ScriptLibrary.Emit,
+        // Concurrent emits of this client go together (group commit); each returns once its own run is in Redis (G1).
+        var r = (RedisResult[])(await Group.CallAsync("emit", ScriptLibrary.Emit, [
             run.RunId, run.Workflow, run.InputJson, run.Queue ?? "", run.MaxAttempts?.ToString(CultureInfo.InvariantCulture) ?? "",
             run.RunAt is { } at ? at.ToUnixTimeMilliseconds() : "", run.Delay is { } d ? (long)d.TotalMilliseconds : "",
             run.IdempotencyKey ?? "", (long)run.IdempotencyWindow.TotalMilliseconds, run.ParentRunId ?? "", run.RerunOf ?? "", run.TraceParent,
-            run.Priority == 0 ? "" : run.Priority.ToString(CultureInfo.InvariantCulture), run.Key ?? "").ConfigureAwait(false))!;
+            run.Priority == 0 ? "" : run.Priority.ToString(CultureInfo.InvariantCulture), run.Key ?? ""]).ConfigureAwait(false))!;
         var kind = (string)r[0]!;
         if (kind == "unknown")
             throw new UnknownWorkflowException(run.Workflow, r.Skip(1).Select(x => (string)x!).ToList());

@@ -716,3 +716,64 @@ local function suspend_call(a)
   redis.call('HINCRBY', K_COUNTERS, 'suspended', 1)
   return { 'waiting' }
 end
+
+-- emit.lua's body (batch.lua runs it too: a client's concurrent emits go together): see its header for a's layout.
+local function emit_call(a)
+  local id, wf = a[1], a[2]
+  local meta = redis.call('HMGET', k_wf(wf), 'queue', 'max_attempts', 'debounce_ms', 'debounce_max_ms')
+  local q = a[4] ~= '' and a[4] or meta[1]
+  local max_attempts = a[5] ~= '' and a[5] or meta[2]
+  if not q or not max_attempts then
+    local known = redis.call('SMEMBERS', K_WORKFLOWS)
+    table.insert(known, 1, 'unknown')
+    return known
+  end
+  local debounce, max_wait = tonumber(meta[3] or ''), tonumber(meta[4] or '')
+  if debounce and (a[6] ~= '' or a[7] ~= '') then
+    return { 'invalid', "Workflow '" .. wf .. "' is debounced (WorkflowOptions.Debounce): its runs start when the debounce period ends, so an emit cannot set RunAt or Delay." }
+  end
+  local key = a[8]
+  if key ~= '' then
+    local existing = redis.call('GET', k_idem(wf, key))
+    if existing then return { 'exists', existing } end
+  end
+  local run = k_run(id)
+  if redis.call('EXISTS', run) == 1 then return { 'exists', id } end
+  local priority, fkey = a[13] ~= '' and a[13] or '0', a[14]
+
+  local now = now_ms()
+  if debounce then
+    local folded = redis.call('GET', k_folded(id)) -- this emit, repeated after it folded
+    if folded then return { 'exists', folded } end
+    local slot = k_debounce(wf, fkey)
+    local pending = redis.call('GET', slot)
+    local at = now + debounce
+    if pending then
+      local pr = redis.call('HMGET', k_run(pending), 'status', 'started_at', 'debounce_first', 'queue', 'idem_folded')
+      if pr[1] == 'scheduled' and not pr[2] then
+        -- Durability point: the emit folds into the pending run, which takes its input and starts later.
+        if max_wait then at = math.min(at, tonumber(pr[3]) + max_wait) end
+        redis.call('HSET', k_run(pending), 'input', a[3], 'available_at', int(at))
+        redis.call('ZADD', k_scheduled(pr[4]), int(at), pending)
+        if key ~= '' then
+          redis.call('SET', k_idem(wf, key), pending)
+          redis.call('HSET', k_run(pending), 'idem_folded', (pr[5] and (pr[5] .. '\n') or '') .. key)
+        end
+        redis.call('SET', k_folded(id), pending, 'PX', 86400000)
+        redis.call('SET', slot, pending, 'PX', int(at - now + 60000))
+        return { 'exists', pending }
+      end
+    end
+    if max_wait then at = math.min(at, now + max_wait) end
+    create_run(id, wf, a[3], q, max_attempts, at, now, key, a[9], a[10], a[11], a[12], priority, fkey)
+    redis.call('HSET', run, 'debounce_first', int(now))
+    redis.call('SET', slot, id, 'PX', int(at - now + 60000))
+    return { 'created', id }
+  end
+
+  local available = now
+  if a[6] ~= '' then available = math.max(now, tonumber(a[6])) end
+  if a[7] ~= '' then available = now + tonumber(a[7]) end
+  create_run(id, wf, a[3], q, max_attempts, available, now, key, a[9], a[10], a[11], a[12], priority, fkey)
+  return { 'created', id }
+end

@@ -1,14 +1,14 @@
 --[[
   batch: group commit. Worker transitions of different runs that were ready at the same moment, in one call: each
-  entry is the call its own script would make (record_step, complete, fail, suspend), fenced by its own token and
+  entry is the call its own script would make (record_step, complete, fail, suspend; and a client's emits), fenced by its own token and
   answered on its own, in order. A stale, repeated or unknown entry gets the answer its script gives it alone
   ('fenced', 'exists', 'done', ...); it never fails the batch. Entries run one after the other, as separate calls would.
   KEYS[1] namespace base
-  ARGV[1..] groups: kind ('record_step' | 'complete' | 'fail' | 'suspend'), n, then the n ARGV of that kind's script
+  ARGV[1..] groups: kind ('emit' | 'record_step' | 'complete' | 'fail' | 'suspend'), n, then the n ARGV of that kind's script
   Returns a list with one answer per entry, each what that kind's script returns.
-  Uses: record_step_call, complete_call, fail_call, suspend_call (_lib.lua)
+  Uses: record_step_call, complete_call, fail_call, suspend_call, emit_call (_lib.lua)
 ]]
-local calls = { record_step = record_step_call, complete = complete_call, fail = fail_call, suspend = suspend_call }
+local calls = { emit = emit_call, record_step = record_step_call, complete = complete_call, fail = fail_call, suspend = suspend_call }
 local out = {}
 local i = 1
 while i <= #ARGV do

@@ -25,17 +25,19 @@ local function cancel(id, reason, token, now)
   end
   if status == 'running' then release(id, r[2], r[3], false, r[8]) end
   if status == 'queued' then
-    -- Out of its ready list, or its key's list (a marker left without runs is dropped by the next claim).
+    -- Out of its ready list, or its key's list; a workflow left with no ready entry leaves its ring.
     local q, p, key = r[2], r[7] or '0', r[8] or ''
+    local list = k_ready_at(q, p, r[3])
     if key ~= '' then
       redis.call('LREM', k_kready(q, p, r[3], key), 0, id)
+      -- The key's last queued run: its marker goes too (else a later emit of the key would add a second one).
+      if redis.call('LLEN', k_kready(q, p, r[3], key)) == 0 then redis.call('LREM', list, 0, '\n' .. key) end
     else
-      local list = k_ready_at(q, p, r[3])
       redis.call('LREM', list, 0, id)
-      if redis.call('LLEN', list) == 0 then
-        redis.call('LREM', k_ring_at(q, p), 0, r[3])
-        if p ~= '0' and redis.call('LLEN', k_ring_at(q, p)) == 0 then redis.call('ZREM', k_levels(q), p) end
-      end
+    end
+    if redis.call('LLEN', list) == 0 then
+      redis.call('LREM', k_ring_at(q, p), 0, r[3])
+      if p ~= '0' and redis.call('LLEN', k_ring_at(q, p)) == 0 then redis.call('ZREM', k_levels(q), p) end
     end
   elseif status == 'scheduled' then
     redis.call('ZREM', k_scheduled(r[2]), id)

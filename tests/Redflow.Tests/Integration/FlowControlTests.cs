@@ -201,6 +201,9 @@ public sealed class FlowControlTests : WorkerTest
         var kept = await Client.EmitWorkflowAsync(wf, new Job("kept"), new EmitOptions { Key = "k1", Priority = 3 });
         Assert.True(await Client.CancelRunAsync(keyed.RunId));
         Assert.True(await Client.CancelRunAsync(prio.RunId));
+        var other = await Client.EmitWorkflowAsync(wf, new Job("k2"), new EmitOptions { Key = "k2" });
+        Assert.True(await Client.CancelRunAsync(other.RunId)); // the key's only run: its marker leaves the ready list too
+        Assert.Equal(0, (await Client.GetQueueWorkflowStatsAsync()).Where(q => q.Queue == "cf").Sum(q => q.Ready) - 1); // only "kept" is ready
         await StartWorkerAsync(wf);
         Assert.Equal("kept", await kept.ResultAsync(Generous));
         Assert.Equal(RunStatus.Canceled, (await RunAsync(keyed.RunId)).Status);

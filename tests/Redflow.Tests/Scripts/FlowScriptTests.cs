@@ -109,6 +109,20 @@ public sealed class FlowScriptTests
     }
 
     [Fact]
+    public async Task G13_canceling_a_keys_last_queued_run_removes_its_marker_so_a_later_emit_adds_one_again()
+    {
+        await RegisterAsync();
+        await EmitAsync("r1", "k", 4);
+        Assert.True(await _store.CancelAsync("r1", "no"));
+        Assert.False(await Db.KeyExistsAsync(K.ReadyAt("q", 4, "wf")));
+        Assert.False(await Db.KeyExistsAsync(K.RingAt("q", 4)));
+        Assert.False(await Db.KeyExistsAsync(K.Levels("q")));
+        await EmitAsync("r2", "k", 4);
+        Assert.Equal(1, await Db.ListLengthAsync(K.ReadyAt("q", 4, "wf"))); // one marker, not two
+        Assert.Equal("r2", Assert.Single(await ClaimAsync(5)).Id);
+    }
+
+    [Fact]
     public async Task G13_priorities_are_claimed_highest_first_and_an_emptied_level_leaves_the_queue()
     {
         await RegisterAsync(keyCap: null);
