@@ -160,7 +160,8 @@ internal sealed class RunActor : UntypedActor, IWithTimers
     private RunOutcome? _outcome;
     private Func<Task<OutcomeWritten>>? _write; // the outcome's write, repeated in place on a Redis error
     private int _writeAttempts;
-    private int _stepCount;
+    private IActorRef? _steps; // the StepActor, once a step ran here
+    private int _stepActors;
     private StepFailed? _failedStep;
     private Activity? _activity;
     private RunScope? _scope;
@@ -203,6 +204,7 @@ internal sealed class RunActor : UntypedActor, IWithTimers
                 StepEnded();
                 break;
             case StepInterrupted: StepEnded(); break;
+            case Terminated m when m.ActorRef.Equals(_steps): _steps = null; break; // stopped by a fault: the next step makes another
             case HandlerIdle:
                 _busy--;
                 MaybeSuspend();
@@ -241,7 +243,7 @@ internal sealed class RunActor : UntypedActor, IWithTimers
         }
     }
 
-    /// <summary>Step actors own no handler; one that faults is stopped (its handler call fails, see StepActor.PostStop).</summary>
+    /// <summary>The StepActor owns no handler; if it faults it is stopped (its unanswered step calls fail, see StepActor.PostStop).</summary>
     protected override SupervisorStrategy SupervisorStrategy() => new OneForOneStrategy(_ => Directive.Stop);
 
     protected override void PreStart()
@@ -326,7 +328,13 @@ internal sealed class RunActor : UntypedActor, IWithTimers
         }
         _runningSteps++;
         _progress.Step = step.Name;
-        Context.ActorOf(Props.Create<StepActor>(_ctx, _run, step, _stop.Token), "step-" + ++_stepCount);
+        // One StepActor runs this attempt's steps, made with its first step (and again if a fault stopped it).
+        if (_steps is null)
+        {
+            _steps = Context.ActorOf(Props.Create<StepActor>(_ctx, _run, _stop.Token), "steps-" + ++_stepActors);
+            Context.Watch(_steps);
+        }
+        _steps.Tell(step);
     }
 
     // The StepActor answers the handler's call itself (Replies, telling this actor HandlerIdle after it).

@@ -6,134 +6,148 @@ using Redflow.Protocol;
 namespace Redflow.Runtime;
 
 /// <summary>
-/// One step call that was not served from the cache: runs the step function (off the actor thread),
-/// records its result with the run's fencing token, then answers the handler. A Redis error while
-/// recording is retried in place with backoff for as long as the run's token stands; a fenced write
-/// means the lease is gone, and the RunActor is told.
+/// The steps of one run attempt that are not served from the record: one StepActor per RunActor, made with the first
+/// such step and kept for the attempt, running each step call it is told (<see cref="RunStep"/>, several at once for
+/// parallel steps). Per call: runs the step function (off the actor thread), records its result with the run's
+/// fencing token, then answers the handler. A Redis error while recording is retried in place with backoff for as
+/// long as the run's token stands; a fenced write means the lease is gone, and the RunActor is told. One actor per run
+/// rather than per step: a step costs a dictionary entry and its messages, not an actor's creation and stop.
 /// </summary>
 internal sealed class StepActor : UntypedActor, IWithTimers
 {
-    private sealed record FunctionDone(string Output);
-    private sealed record FunctionFailed(Exception Error);
-    private sealed record Recorded(WriteOutcome Outcome, string Output);
-    private sealed record RecordFailed(Exception Error);
-    private sealed record RetryRecord;
+    private sealed record FunctionDone(int Call, string Output);
+    private sealed record FunctionFailed(int Call, Exception Error);
+    private sealed record Recorded(int Call, WriteOutcome Outcome, string Output);
+    private sealed record RecordFailed(int Call, Exception Error);
+    private sealed record RetryRecord(int Call);
+
+    /// <summary>A step call in progress.</summary>
+    private sealed class Call(RunStep step)
+    {
+        public RunStep Step { get; } = step;
+        public long Started { get; } = WorkerContext.Now();
+        public string Output { get; set; } = RedflowJson.Null;
+        public TimeSpan Ran { get; set; }
+        public int RecordAttempts { get; set; }
+    }
 
     private readonly ILoggingAdapter _log = Context.GetLogger();
     private readonly WorkerContext _ctx;
     private readonly ClaimedRun _run;
-    private readonly RunStep _step;
     private readonly CancellationToken _runToken;
-    private readonly long _started = WorkerContext.Now();
-    private string _output = RedflowJson.Null;
-    private TimeSpan _ran;
-    private int _recordAttempts;
-    private bool _answered; // the handler's call was answered, and the RunActor told how the step ended
+    private readonly Dictionary<int, Call> _calls = []; // unanswered: removed once the handler's call is answered
+    private int _nextCall;
 
-    public StepActor(WorkerContext ctx, ClaimedRun run, RunStep step, CancellationToken runToken)
+    public StepActor(WorkerContext ctx, ClaimedRun run, CancellationToken runToken)
     {
         _ctx = ctx;
         _run = run;
-        _step = step;
         _runToken = runToken;
     }
 
     public ITimerScheduler Timers { get; set; } = null!;
 
-    // A switch, not ReceiveActor's handler table: one of these is created per step call.
+    // A switch, not ReceiveActor's handler table (cheaper to build).
     protected override void OnReceive(object message)
     {
         switch (message)
         {
-            case FunctionDone m: OnFunctionDone(m); break;
-            case FunctionFailed m: Fail(Unwrap(m.Error)); break;
-            case Recorded m: OnRecorded(m); break;
-            case RecordFailed m: OnRecordFailed(m); break;
-            case RetryRecord: Record(); break;
+            case RunStep m: Start(m); break;
+            case FunctionDone m when _calls.TryGetValue(m.Call, out var call): OnFunctionDone(m.Call, call, m.Output); break;
+            case FunctionFailed m when _calls.ContainsKey(m.Call): Fail(m.Call, Unwrap(m.Error)); break;
+            case Recorded m when _calls.TryGetValue(m.Call, out var call): OnRecorded(m.Call, call, m); break;
+            case RecordFailed m when _calls.TryGetValue(m.Call, out var call): OnRecordFailed(m.Call, call, m); break;
+            case RetryRecord m when _calls.TryGetValue(m.Call, out var call): Record(m.Call, call); break;
+            case FunctionDone or FunctionFailed or Recorded or RecordFailed or RetryRecord: break; // a call answered already
             default: Unhandled(message); break;
         }
     }
 
-    protected override void PreStart()
+    private void Start(RunStep step)
     {
+        var id = ++_nextCall;
+        _calls[id] = new Call(step);
         // Task.Run: a step function that blocks synchronously must not block this actor's thread. Inside it, the
         // step's span is the current activity and the log scope names the run and the step.
-        using (_ctx.LogScope(_run, _step.Name))
+        using (_ctx.LogScope(_run, step.Name))
         {
+            var token = _runToken;
             Task.Run(() =>
                 {
-                    System.Diagnostics.Activity.Current = _step.Activity;
-                    return StepApi.InvokeAsync(_step.Name, _step.Invoke, _step.Options, _runToken);
+                    System.Diagnostics.Activity.Current = step.Activity;
+                    return StepApi.InvokeAsync(step.Name, step.Invoke, step.Options, token);
                 })
-                .PipeTo(Self, success: json => new FunctionDone(json), failure: ex => new FunctionFailed(ex));
+                .PipeTo(Self, success: json => new FunctionDone(id, json), failure: ex => new FunctionFailed(id, ex));
         }
     }
 
     protected override void PostStop()
     {
-        if (_answered) return;
-        Context.Parent.Tell(new StepInterrupted(_step.Name));
-        Replies.Fail(_step.Reply, new RedflowException($"Step '{_step.Name}' of run {_run.Id} was interrupted (its worker is stopping)."), Context.Parent);
+        // Calls not answered yet (the worker stopping, a fault): each fails, and the RunActor is told it ended.
+        foreach (var call in _calls.Values)
+        {
+            Context.Parent.Tell(new StepInterrupted(call.Step.Name));
+            Replies.Fail(call.Step.Reply, new RedflowException($"Step '{call.Step.Name}' of run {_run.Id} was interrupted (its worker is stopping)."), Context.Parent);
+        }
+        _calls.Clear();
     }
 
-    private void OnFunctionDone(FunctionDone m)
+    private void OnFunctionDone(int id, Call call, string output)
     {
-        _ran = WorkerContext.Until(_started).Negate();
-        RedflowTelemetry.StepDuration.Record(_ran.TotalMilliseconds, RedflowTelemetry.WorkflowTags(_run.Workflow, _run.Queue));
-        var size = System.Text.Encoding.UTF8.GetByteCount(m.Output);
+        call.Ran = WorkerContext.Until(call.Started).Negate();
+        RedflowTelemetry.StepDuration.Record(call.Ran.TotalMilliseconds, RedflowTelemetry.WorkflowTags(_run.Workflow, _run.Queue));
+        var size = System.Text.Encoding.UTF8.GetByteCount(output);
         if (size > _ctx.Options.MaxPayloadBytes)
         {
-            Fail(new NonRetriableException($"The result of step '{_step.Name}' of workflow '{_run.Workflow}' is {size} bytes of JSON; the limit is {_ctx.Options.MaxPayloadBytes} (StartWorkerOptions.MaxPayloadBytes)."));
+            Fail(id, new NonRetriableException($"The result of step '{call.Step.Name}' of workflow '{_run.Workflow}' is {size} bytes of JSON; the limit is {_ctx.Options.MaxPayloadBytes} (StartWorkerOptions.MaxPayloadBytes)."));
             return;
         }
-        _output = m.Output;
-        Record();
+        call.Output = output;
+        Record(id, call);
     }
 
     // Durability point: the step's result is recorded once, fenced by the run's token.
-    private void Record() =>
-        _ctx.Store.RecordStepAsync(_run.Id, _run.Token, _step.Name, _run.Attempt, _output, _ran)
-            .PipeTo(Self, success: r => new Recorded(r.Outcome, r.Output), failure: ex => new RecordFailed(ex));
+    private void Record(int id, Call call) =>
+        _ctx.Store.RecordStepAsync(_run.Id, _run.Token, call.Step.Name, _run.Attempt, call.Output, call.Ran)
+            .PipeTo(Self, success: r => new Recorded(id, r.Outcome, r.Output), failure: ex => new RecordFailed(id, ex));
 
-    private void OnRecorded(Recorded m)
+    private void OnRecorded(int id, Call call, Recorded m)
     {
         _ctx.Health.RedisOk();
+        _calls.Remove(id);
+        Timers.Cancel(id);
         if (m.Outcome == WriteOutcome.Fenced)
         {
-            _log.Warning("Run {0}: step '{1}' not recorded: the lease was lost", _run.Id, _step.Name);
+            _log.Warning("Run {0}: step '{1}' not recorded: the lease was lost", _run.Id, call.Step.Name);
             Context.Parent.Tell(LeaseLost.Instance);
-            _answered = true;
-            Replies.Fail(_step.Reply, new LeaseLostException(_run.Id));
+            Replies.Fail(call.Step.Reply, new LeaseLostException(_run.Id));
         }
         else
         {
-            Context.Parent.Tell(new StepRecorded(_step.Name, m.Output));
-            _answered = true;
-            Replies.Result(_step.Reply, m.Output, Context.Parent);
+            Context.Parent.Tell(new StepRecorded(call.Step.Name, m.Output));
+            Replies.Result(call.Step.Reply, m.Output, Context.Parent);
         }
-        Context.Stop(Self);
     }
 
-    private void OnRecordFailed(RecordFailed m)
+    private void OnRecordFailed(int id, Call call, RecordFailed m)
     {
         if (_runToken.IsCancellationRequested)
         {
-            Context.Parent.Tell(new StepInterrupted(_step.Name));
-            _answered = true;
-            Replies.Fail(_step.Reply, new OperationCanceledException(_runToken), Context.Parent);
-            Context.Stop(Self);
+            _calls.Remove(id);
+            Context.Parent.Tell(new StepInterrupted(call.Step.Name));
+            Replies.Fail(call.Step.Reply, new OperationCanceledException(_runToken), Context.Parent);
             return;
         }
-        _ctx.Health.Failed($"recording step '{_step.Name}' of run {_run.Id}", m.Error);
-        Timers.StartSingleTimer("retry-record", new RetryRecord(), Backoff.Delay(++_recordAttempts));
+        _ctx.Health.Failed($"recording step '{call.Step.Name}' of run {_run.Id}", m.Error);
+        Timers.StartSingleTimer(id, new RetryRecord(id), Backoff.Delay(++call.RecordAttempts)); // one timer per call, keyed by its id
     }
 
-    private void Fail(Exception error)
+    private void Fail(int id, Exception error)
     {
-        Context.Parent.Tell(new StepFailed(_step.Name, error, WorkerContext.Until(_started).Negate()));
-        _answered = true;
-        Replies.Fail(_step.Reply, error, Context.Parent);
-        Context.Stop(Self);
+        var call = _calls[id];
+        _calls.Remove(id);
+        Context.Parent.Tell(new StepFailed(call.Step.Name, error, WorkerContext.Until(call.Started).Negate()));
+        Replies.Fail(call.Step.Reply, error, Context.Parent);
     }
 
     internal static Exception Unwrap(Exception ex) => ex is AggregateException { InnerExceptions.Count: 1 } agg ? Unwrap(agg.InnerExceptions[0]) : ex;
