@@ -22,6 +22,7 @@ var warmUpSettle = TimeSpan.FromSeconds(3);
 var only = Array.IndexOf(args, "--only") is var o and >= 0 ? args[o + 1] : null;
 var waits = args.Contains("--waits");
 var keyed = args.Contains("--keys");
+var commands = keyed || args.Contains("--commands"); // print "<workload>_commands" lines: INFO commandstats per run
 const int FlowKeys = 1_000;
 bool Run(string workload) => only is null || only == workload;
 // Every system first runs unmeasured warm-up batches in the same process, so the figures are of a warmed-up engine
@@ -92,7 +93,7 @@ async Task Throughput(string? name, int steps, int n, int keys = 0)
         ("worker_cpu_us", workerUs), ("worker_alloc_kb", allocatedKb), ("redis_cpu_us", (after.CpuSeconds - before.CpuSeconds) * 1e6 / n),
         ("redis_commands", (after.Commands - before.Commands) / (double)n), ("redis_script_us", (after.ScriptMicros - before.ScriptMicros) / n),
         ("emit_per_s", n / emitted.TotalSeconds), ("emit_redis_commands", (before.Commands - beforeEmit.Commands) / (double)n)); // the emit, untimed above
-    if (keyed) // which commands, per run (INFO commandstats): where a keyed run's extra commands go
+    if (commands) // which commands, per run (INFO commandstats): where a run's commands go
         Print(name + "_commands", [.. after.PerCommand.Select(c => (c.Key, (c.Value - before.PerCommand.GetValueOrDefault(c.Key)) / (double)n))
             .Where(c => c.Item2 >= 0.005).OrderByDescending(c => c.Item2)]);
 }
@@ -105,6 +106,7 @@ async Task Latency(int rate, int seconds)
     await using var client = RedflowClient.Create(new RedflowClientOptions { Url = url, Prefix = prefix });
     for (var i = 0; i < 200; i++) await (await client.EmitWorkflowAsync("ping", null)).ResultAsync(TimeSpan.FromSeconds(30)); // warm up
     var samples = new ConcurrentBag<double>();
+    var emitSamples = new ConcurrentBag<double>(); // emit only: until EmitWorkflowAsync returns (the run is in Redis)
     var total = rate * seconds;
     var start = Stopwatch.GetTimestamp();
     var tasks = new List<Task>(total);
@@ -116,14 +118,19 @@ async Task Latency(int rate, int seconds)
             tasks.Add(Task.Run(async () =>
             {
                 var t0 = Stopwatch.GetTimestamp();
-                await (await client.EmitWorkflowAsync("ping", null)).ResultAsync(TimeSpan.FromSeconds(30));
+                var handle = await client.EmitWorkflowAsync("ping", null);
+                emitSamples.Add(Stopwatch.GetElapsedTime(t0).TotalMilliseconds);
+                await handle.ResultAsync(TimeSpan.FromSeconds(30));
                 samples.Add(Stopwatch.GetElapsedTime(t0).TotalMilliseconds);
             }));
         await Task.Delay(1);
     }
     await Task.WhenAll(tasks);
     var sorted = samples.Order().ToArray();
-    Print("latency", ("rate", rate), ("p50_ms", sorted[sorted.Length / 2]), ("p99_ms", sorted[(int)(sorted.Length * 0.99)]), ("runs", sorted.Length));
+    var emitSorted = emitSamples.Order().ToArray();
+    Print("latency", ("rate", rate), ("p50_ms", sorted[sorted.Length / 2]), ("p99_ms", sorted[(int)(sorted.Length * 0.99)]),
+        ("p90_ms", sorted[(int)(sorted.Length * 0.90)]), ("max_ms", sorted[^1]), ("runs", sorted.Length),
+        ("emit_p50_ms", emitSorted[emitSorted.Length / 2]), ("emit_p99_ms", emitSorted[(int)(emitSorted.Length * 0.99)]));
 }
 
 async Task TenSteps(int n)
