@@ -319,9 +319,11 @@ internal sealed class RedisRedflowClient : IRedflowClient
     {
         var redis = await _redis.GetAsync().ConfigureAwait(false);
         var queue = await redis.GetSubscriber().SubscribeAsync(_keys.Done).ConfigureAwait(false);
+        // A message names one finished run, or several separated by newlines (a worker's batch of completions).
         queue.OnMessage(message =>
         {
-            if (_waiters.TryRemove((string)message.Message!, out var waiter)) waiter.TrySetResult();
+            foreach (var runId in ((string)message.Message!).Split('\n'))
+                if (_waiters.TryRemove(runId, out var waiter)) waiter.TrySetResult();
         });
     }
 

@@ -65,9 +65,15 @@ local K_COUNTERS = P .. 'counters'     -- hash: engine counters
 local K_DOORBELL = P .. 'doorbell'     -- channel: a queue got ready runs
 local K_DONE = P .. 'done'             -- channel: a run finished
 
+-- The Redis clock (ms), read once per script call: every transition of one call (each entry of a batch too) happens
+-- at the same instant, as Redis itself freezes time for key expiry while a script runs.
+local NOW
 local function now_ms()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  if not NOW then
+    local t = redis.call('TIME')
+    NOW = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  end
+  return NOW
 end
 
 -- A whole number as the string Redis stores. Handing redis.call a Lua number makes Redis 7.0 format it with
@@ -75,6 +81,36 @@ end
 local function int(n) return string.format('%d', n) end
 
 local TERMINAL = { succeeded = true, failed = true, canceled = true }
+
+-- A batch (batch.lua) sets DEFERRED, and then the engine counters its entries bump and the completion messages they
+-- send are gathered and written once at its end (flush_deferred): a batch of n completions costs one HINCRBY per
+-- counter and one PUBLISH, not n of each. Any other script writes them at once.
+local DEFERRED
+
+-- Adds by (default 1) to engine counter `name`.
+local function count(name, by)
+  if DEFERRED then
+    DEFERRED.counts[name] = (DEFERRED.counts[name] or 0) + (by or 1)
+  else
+    redis.call('HINCRBY', K_COUNTERS, name, by or '1')
+  end
+end
+
+-- Announces on the done channel that run id finished. A message is one run id, or several separated by newlines.
+local function announce_done(id)
+  if DEFERRED then
+    DEFERRED.done[#DEFERRED.done + 1] = id
+  else
+    redis.call('PUBLISH', K_DONE, id)
+  end
+end
+
+-- Writes what a batch deferred (the counters, one message for its finished runs).
+local function flush_deferred()
+  for name, by in pairs(DEFERRED.counts) do redis.call('HINCRBY', K_COUNTERS, name, int(by)) end
+  if #DEFERRED.done > 0 then redis.call('PUBLISH', K_DONE, table.concat(DEFERRED.done, '\n')) end
+  DEFERRED = nil
+end
 
 -- A workflow's retention, concurrency caps and rate limit, read once per script call (no script changes them but
 -- register): completing a run and claiming the next one of the same workflow reads its meta once. key_cap and
@@ -101,6 +137,30 @@ local function move_status(id, wf, from, to, created)
   if to ~= 'running' then redis.call('ZADD', k_wf_status(wf, to), created, id) end
 end
 
+-- The priorities other than 0 with a ring on queue q, highest first (k_levels), read once per script call and kept in
+-- step with every write to them (level_added, level_removed): a batch of claims on one queue reads them once.
+local LEVELS = {}
+local function levels(q)
+  local l = LEVELS[q]
+  if not l then
+    l = redis.call('ZRANGE', k_levels(q), 0, -1)
+    LEVELS[q] = l
+  end
+  return l
+end
+
+-- Priority p (not 0) got a ring on queue q.
+local function level_added(q, p)
+  redis.call('ZADD', k_levels(q), -tonumber(p), p)
+  LEVELS[q] = nil
+end
+
+-- Priority p's ring on queue q is empty.
+local function level_removed(q, p)
+  redis.call('ZREM', k_levels(q), p)
+  LEVELS[q] = nil
+end
+
 -- Appends an entry (a run id, or a key's marker) to the ready list of (queue, priority, workflow). The doorbell rings
 -- only when the list was empty (the workflow joins the ring of that priority), not on every push.
 local function push_ready(entry, q, wf, front, p)
@@ -108,7 +168,7 @@ local function push_ready(entry, q, wf, front, p)
   local n
   if front then n = redis.call('LPUSH', list, entry) else n = redis.call('RPUSH', list, entry) end
   if n == 1 then
-    if redis.call('RPUSH', k_ring_at(q, p), wf) == 1 and p ~= '0' then redis.call('ZADD', k_levels(q), -tonumber(p), p) end
+    if redis.call('RPUSH', k_ring_at(q, p), wf) == 1 and p ~= '0' then level_added(q, p) end
     redis.call('PUBLISH', K_DOORBELL, q)
   end
 end
@@ -137,7 +197,24 @@ end
 
 -- Rings the doorbell of queue q if runs of wf wait there (a slot of wf was freed and not used by the caller).
 local function ring_if_waiting(q, wf)
-  if redis.call('LLEN', k_ready(q, wf)) > 0 or redis.call('EXISTS', k_levels(q)) == 1 then redis.call('PUBLISH', K_DOORBELL, q) end
+  if redis.call('LLEN', k_ready(q, wf)) > 0 or #levels(q) > 0 then redis.call('PUBLISH', K_DOORBELL, q) end
+end
+
+-- How many runs of wf hold a concurrency slot (k_running), read once per script call and kept in step by the only
+-- writers of that set (release, lease_run): a batch of completions that each claim the next run reads it once.
+local RUNNING = {}
+local function running_count(wf)
+  local n = RUNNING[wf]
+  if not n then
+    n = redis.call('SCARD', k_running(wf))
+    RUNNING[wf] = n
+  end
+  return n
+end
+
+-- Adds d (1 or -1) to the kept count of wf's slots, if it was read.
+local function running_changed(wf, d)
+  if RUNNING[wf] then RUNNING[wf] = RUNNING[wf] + d end
 end
 
 -- Releases a running run's lease and concurrency slot. Its token stays as the last holder's, so a
@@ -151,6 +228,7 @@ end
 local function release(id, q, wf, quiet, fkey)
   redis.call('ZREM', k_leases(q), id)
   local freed = redis.call('SREM', k_running(wf), id) == 1
+  if freed then running_changed(wf, -1) end
   if fkey and fkey ~= '' and redis.call('SREM', k_krunning(wf, fkey), id) == 1 then
     for _, m in ipairs(redis.call('SMEMBERS', k_kparked(wf, fkey))) do
       local kq, kp = string.match(m, '^([^\n]*)\n(.*)$')
@@ -237,7 +315,7 @@ local function wake(id, now)
   if r[1] ~= 'waiting' then return false end
   clear_waits(id)
   redis.call('HINCRBY', k_run(id), 'resumes', 1)
-  redis.call('HINCRBY', K_COUNTERS, 'resumed', 1)
+  count('resumed')
   requeue(id, r[2], r[3], 'waiting', tonumber(r[4]), 0, now, true, { 'woken', '1' }, { r[5], r[6] })
   return true
 end
@@ -265,7 +343,7 @@ local function finish(id, status, now, extra, r)
   redis.call('HSET', run, 'status', status, 'finished_at', int(now), unpack(extra or {}))
   move_status(id, wf, r[F_STATUS], status, r[F_CREATED])
   redis.call('ZADD', K_FINISHED, int(now + retention), id)
-  redis.call('HINCRBY', K_COUNTERS, status, '1')
+  count(status)
   if r[F_IDEM_KEY] and r[F_IDEM_KEY] ~= '' then
     redis.call('PEXPIRE', k_idem(wf, r[F_IDEM_KEY]), tonumber(r[F_IDEM_TTL] or '86400000'))
   end
@@ -275,7 +353,7 @@ local function finish(id, status, now, extra, r)
   if r[F_PARENT] and r[F_PARENT] ~= '' and redis.call('HEXISTS', k_waits(r[F_PARENT]), '\nc\n' .. id) == 1 then
     wake(r[F_PARENT], now) -- the parent waits on this child: it replays with the child's outcome
   end
-  redis.call('PUBLISH', K_DONE, id)
+  announce_done(id)
 end
 
 -- Fails a run for good with an error JSON. When the workflow has an OnFailure handler, records the
@@ -315,14 +393,14 @@ local function reclaim_expired(q, now, limit, abandon_after)
     release(id, q, r[2], false, r[9])
     redis.call('HDEL', run, 'token') -- the lost holder is fenced for good, also against "already done" answers
     if r[1] == 'running' then
-      redis.call('HINCRBY', K_COUNTERS, 'reaped', 1)
+      count('reaped')
       redis.call('HINCRBY', run, 'resumes', 1)
       local stalls = tonumber(r[6] or '0')
       if r[7] then
         local seen = redis.call('ZSCORE', K_WORKERS_SEEN, r[7])
         if seen and tonumber(seen) > tonumber(r[8] or '0') then
           stalls = 0 -- its holder lived on: a hiccup, not a death; the count starts over
-          redis.call('HINCRBY', K_COUNTERS, 'lease_lapses', 1)
+          count('lease_lapses')
         else
           stalls = stalls + 1
         end
@@ -457,11 +535,11 @@ local function lease_run(id, key, q, wf, s, worker, lease_ms, now, out)
     'leased_at', int(now), 'current_step', '') -- the renewals say which step it is in
   if r[8] then redis.call('HDEL', run, 'woken') end
   redis.call('ZADD', k_leases(q), deadline, id)
-  redis.call('SADD', k_running(wf), id)
+  if redis.call('SADD', k_running(wf), id) == 1 then running_changed(wf, 1) end
   if key ~= '' then redis.call('SADD', k_krunning(wf, key), id) end
   if s.rate_limit then rate_count(wf, key, s, token, now) end
   move_status(id, wf, 'queued', 'running', r[1])
-  redis.call('HINCRBY', K_COUNTERS, 'started', '1')
+  count('started')
   -- Steps are recorded only under a lease, so a run never started before has none to read.
   local steps = r[2] and redis.call('HGETALL', k_steps(id)) or {}
   out[#out + 1] = leased_entry(id, token, deadline, wf, r[3], r[4], r[5], r[6], q, steps, r[7], r[1], r[8])
@@ -480,7 +558,7 @@ local function claim_level(q, p, wanted, worker, lease_ms, now, out, budget)
     if not wf then break end
     local s = wf_settings(wf)
     local list = k_ready_at(q, p, wf)
-    local blocked = redis.call('SCARD', k_running(wf)) >= s.cap
+    local blocked = running_count(wf) >= s.cap
     if not blocked and s.rate_limit then
       -- Runs without a key count against the workflow's own rate limit (a marker's key has its own).
       local first = redis.call('LINDEX', list, 0)
@@ -500,7 +578,7 @@ local function claim_level(q, p, wanted, worker, lease_ms, now, out, budget)
       end
       if redis.call('LLEN', list) == 0 then
         redis.call('LPOP', ring) -- no ready runs left: the workflow leaves the ring
-        if p ~= '0' and redis.call('LLEN', ring) == 0 then redis.call('ZREM', k_levels(q), p) end
+        if p ~= '0' and redis.call('LLEN', ring) == 0 then level_removed(q, p) end
       elseif head[2] then
         redis.call('LMOVE', ring, ring, 'LEFT', 'RIGHT') -- round-robin: the next claim starts at the next workflow
       end
@@ -514,9 +592,8 @@ end
 local function claim_from(q, max, worker, lease_ms, now, out)
   local wanted = #out + max
   local budget = 1000 + 4 * max -- entries looked at, at most: a full round of a large ring of capped workflows, or parked keys
-  local levels = redis.call('ZRANGE', k_levels(q), 0, -1) -- priorities other than 0 with ready runs, highest first
   local zero_done = false
-  for _, p in ipairs(levels) do
+  for _, p in ipairs(levels(q)) do -- priorities other than 0 with ready runs, highest first
     if #out >= wanted or budget <= 0 then return end
     if not zero_done and tonumber(p) < 0 then
       zero_done = true
@@ -673,7 +750,7 @@ local function fail_call(a)
     redis.call('RPUSH', k_attempts(id), '{"attempt":' .. attempt .. ',"started_at":' .. (held[2] or int(now)) .. ',"failed_at":' .. int(now) ..
       ',"worker":' .. cjson.encode(held[1] or '') .. ',"error":' .. a[3] .. '}')
     progressed(id, r)
-    redis.call('HINCRBY', K_COUNTERS, 'retried', 1)
+    count('retried')
     local available = now + tonumber(a[5])
     requeue(id, r[F_QUEUE], r[F_WORKFLOW], 'running', tonumber(r[F_CREATED]), available, now, false)
     return { 'retry', attempt + 1, available }
@@ -713,7 +790,7 @@ local function suspend_call(a)
   release(id, r[F_QUEUE], r[F_WORKFLOW], false, r[F_KEY])
   redis.call('HSET', k_run(id), 'status', 'waiting')
   move_status(id, r[F_WORKFLOW], 'running', 'waiting', created)
-  redis.call('HINCRBY', K_COUNTERS, 'suspended', 1)
+  count('suspended')
   return { 'waiting' }
 end
 

@@ -8,7 +8,7 @@
   ARGV[2] reason ('' = none)
   ARGV[3] fencing token ('' = a client request; else the holder acknowledges: the run ends Canceled now)
   Returns 1 when the cancel was recorded (or is under way), 0 for an unknown or finished run.
-  Uses: k_run, k_scheduled, k_ready_at, k_ring_at, k_levels, k_kready, K_CANCELS, K_CANCEL_CHANNEL, now_ms, TERMINAL, release, clear_waits, finish (_lib.lua)
+  Uses: k_run, k_scheduled, k_ready_at, k_ring_at, k_kready, K_CANCELS, K_CANCEL_CHANNEL, now_ms, TERMINAL, level_removed, release, clear_waits, finish (_lib.lua)
 ]]
 local function cancel(id, reason, token, now)
   local run = k_run(id)
@@ -37,7 +37,7 @@ local function cancel(id, reason, token, now)
     end
     if redis.call('LLEN', list) == 0 then
       redis.call('LREM', k_ring_at(q, p), 0, r[3])
-      if p ~= '0' and redis.call('LLEN', k_ring_at(q, p)) == 0 then redis.call('ZREM', k_levels(q), p) end
+      if p ~= '0' and redis.call('LLEN', k_ring_at(q, p)) == 0 then level_removed(q, p) end
     end
   elseif status == 'scheduled' then
     redis.call('ZREM', k_scheduled(r[2]), id)

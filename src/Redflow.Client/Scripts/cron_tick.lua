@@ -13,7 +13,7 @@
   ARGV[7..] pairs: instant (unix ms), run id, for the instants to fire, oldest first; an empty run id only
            marks the instant handled (a first start, or misfires skipped by the policy)
   Returns {fired, skipped}
-  Uses: k_run, k_running, k_idem, k_cron, k_cron_paused, K_COUNTERS, now_ms, wf_settings, create_run (_lib.lua)
+  Uses: k_run, k_idem, k_cron, k_cron_paused, now_ms, count, wf_settings, running_count, create_run (_lib.lua)
 ]]
 local wf, trigger = ARGV[1], ARGV[2]
 local last_key = k_cron(trigger)
@@ -30,13 +30,13 @@ for i = 7, #ARGV, 2 do
       -- handled without a run
     elseif redis.call('EXISTS', k_idem(wf, key)) == 1 or redis.call('EXISTS', k_run(id)) == 1 then
       -- fired already by another cron actor
-    elseif redis.call('SCARD', k_running(wf)) >= cap then
+    elseif running_count(wf) >= cap then
       skipped = skipped + 1
-      redis.call('HINCRBY', K_COUNTERS, 'cron_skipped', 1)
+      count('cron_skipped')
     else
       create_run(id, wf, ARGV[3], ARGV[4], ARGV[5], now, now, key, ARGV[6], '', '', '')
       fired = fired + 1
-      redis.call('HINCRBY', K_COUNTERS, 'cron_fired', 1)
+      count('cron_fired')
     end
     last = instant
   end

@@ -9,7 +9,7 @@
   KEYS[1] namespace base
   ARGV[1] run id
   Returns {1, status} when resumed, {0, status} when the run is not Failed or Canceled (left as it is), {-1} for an unknown run.
-  Uses: k_run, k_wf, k_idem, K_FINISHED, K_ONFAILURE, K_CANCELS, K_COUNTERS, now_ms, int, requeue (_lib.lua)
+  Uses: k_run, k_wf, k_idem, K_FINISHED, K_ONFAILURE, K_CANCELS, now_ms, int, count, requeue (_lib.lua)
 ]]
 local id = ARGV[1]
 local run = k_run(id)
@@ -27,7 +27,7 @@ redis.call('ZREM', K_CANCELS, id)
 redis.call('HDEL', run, 'error', 'finished_at', 'cancel_reason', 'cancel_requested', 'stalls', 'suspect', 'suspect_at', 'waiting_on')
 if r[7] and r[7] ~= '' then redis.call('PERSIST', k_idem(wf, r[7])) end
 redis.call('HINCRBY', run, 'resumes', 1)
-redis.call('HINCRBY', K_COUNTERS, 'resumed', 1)
+count('resumed')
 requeue(id, q, wf, status, tonumber(r[4]), 0, now, false,
   { 'attempt', int(attempt + 1), 'max_attempts', int(attempt + budget), 'resumed_at', int(now) })
 return { 1, status }

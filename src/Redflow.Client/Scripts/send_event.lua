@@ -12,7 +12,7 @@
   ARGV[6] retention ms
   ARGV[7] W3C traceparent of the sending code ('' = none), for the runs it starts
   Returns {event id, runs resumed, runs started}
-  Uses: k_run, k_wf, k_events, k_event, k_event_waiters, k_event_idem, k_event_triggers, K_EVENT_PURGE, K_EVENT_CLOCK, K_COUNTERS, now_ms, int, wake, create_run (_lib.lua)
+  Uses: k_run, k_wf, k_events, k_event, k_event_waiters, k_event_idem, k_event_triggers, K_EVENT_PURGE, K_EVENT_CLOCK, now_ms, int, count, wake, create_run (_lib.lua)
 ]]
 local eid, name, key, payload, ikey, retention = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], tonumber(ARGV[6])
 if ikey ~= '' then
@@ -27,7 +27,7 @@ redis.call('SET', K_EVENT_CLOCK, int(order))
 redis.call('HSET', k_event(eid), 'name', name, 'key', key, 'payload', payload, 'sent_at', int(now))
 redis.call('ZADD', k_events(name, key), int(order), eid)
 redis.call('ZADD', K_EVENT_PURGE, int(now + retention), eid)
-redis.call('HINCRBY', K_COUNTERS, 'events', 1)
+count('events')
 local resumed = 0
 for _, id in ipairs(redis.call('SMEMBERS', k_event_waiters(name, key))) do
   if wake(id, now) then resumed = resumed + 1 else redis.call('SREM', k_event_waiters(name, key), id) end

@@ -72,6 +72,61 @@ public sealed class BatchScriptTests
     }
 
     [Fact]
+    public async Task A_batch_writes_its_counters_once_and_announces_its_finished_runs_in_one_message()
+    {
+        var runs = await SetUpAsync(4);
+        var messages = new System.Collections.Concurrent.ConcurrentQueue<string>();
+        var subscriber = TestEnv.Db.Multiplexer.GetSubscriber();
+        await subscriber.SubscribeAsync(K.Done, (_, m) => messages.Enqueue((string)m!));
+        try
+        {
+            var answers = await BatchAsync(
+                ("complete", [runs[0].Id, runs[0].Token, "1", ""]),
+                ("complete", [runs[1].Id, runs[1].Token, "2", ""]),
+                ("complete", [runs[1].Id, runs[1].Token, "2", ""]),                // repeated: neither counted nor announced again
+                ("fail", [runs[2].Id, runs[2].Token, """{"type":"E","message":"boom"}""", "0", 0, "", "", 0, 30000]),
+                ("record_step", [runs[3].Id, runs[3].Token, "s1", Body("s1"), 3])); // not finished: not announced
+            Assert.Equal(["ok", "ok", "done", "failed", "ok"], answers.Select(x => (string)((RedisResult[])x!)[0]!));
+            Assert.Equal(2, (long)await Db.HashGetAsync(K.Counters, "succeeded"));
+            Assert.Equal(1, (long)await Db.HashGetAsync(K.Counters, "failed"));
+            Assert.Equal(4, (long)await Db.HashGetAsync(K.Counters, "started")); // counted one by one by the claim (a script of its own)
+            for (var deadline = DateTime.UtcNow.AddSeconds(30); messages.IsEmpty && DateTime.UtcNow < deadline;) await Task.Delay(20);
+            await Task.Delay(200); // a second message would have come by now
+            Assert.Equal([$"{runs[0].Id}\n{runs[1].Id}\n{runs[2].Id}"], messages);
+
+            // Every step of the batch saw one clock: the step record's times are the completions' finish time.
+            var finished = (long)await Db.HashGetAsync(K.Run(runs[0].Id), "finished_at");
+            Assert.Equal(finished, (long)await Db.HashGetAsync(K.Run(runs[2].Id), "finished_at"));
+            Assert.Contains($"\"finished_at\":{finished},", (string?)await Db.HashGetAsync(K.Steps(runs[3].Id), "s1"));
+        }
+        finally
+        {
+            await subscriber.UnsubscribeAsync(K.Done);
+        }
+    }
+
+    [Fact]
+    public async Task ResultAsync_wakes_on_a_done_message_that_lists_several_runs()
+    {
+        var prefix = TestEnv.NewPrefix();
+        var store = TestEnv.Store(prefix);
+        await store.RegisterAsync("app", "node-1", """{"app":"app","queues":["q"],"concurrency":1}""",
+            [new WorkflowRegistration("wf", "q", 100, 1, TimeSpan.FromDays(7), false, "[]")]);
+        await using var client = RedflowClient.Create(new RedflowClientOptions { Url = TestEnv.Url, Prefix = prefix });
+        var handles = new List<RunHandle>();
+        for (var i = 0; i < 3; i++) handles.Add(await client.EmitWorkflowAsync("wf", null));
+        var claimed = await store.ClaimAsync("q", 3, "node-1", Lease, "claim-1", 3);
+        var results = handles.Select(h => h.ResultAsync(TimeSpan.FromSeconds(30))).ToList();
+        await Task.Delay(300); // the waiters are registered (a missed message would leave them to the 2 s fallback poll)
+        var started = System.Diagnostics.Stopwatch.StartNew();
+        var args = new List<RedisValue>();
+        foreach (var r in claimed) args.AddRange(["complete", 4, r.Id, r.Token, "7", ""]);
+        await Db.EvaluateAsync(ScriptLibrary.Batch, [(RedisKey)store.Keys.Base], [.. args]);
+        Assert.All(await Task.WhenAll(results), r => Assert.Equal(7, r.GetInt32()));
+        Assert.True(started.Elapsed < RedisRedflowClient.FallbackPoll, $"woken after {started.Elapsed}, not by the message");
+    }
+
+    [Fact]
     public async Task Transitions_that_come_while_a_call_is_in_flight_go_together_and_each_gets_its_own_answer()
     {
         var runs = await SetUpAsync(20);
