@@ -4,8 +4,18 @@ using Redflow.Protocol;
 
 namespace Redflow.Runtime;
 
-/// <summary>Told to a poller by the WorkerActor: claim up to <paramref name="Max"/> runs from its queue (slots the worker reserved for this pass).</summary>
-internal sealed record ClaimRuns(int Max, ClaimPass Pass);
+/// <summary>
+/// Told to the first queue's poller by the WorkerActor: claim up to <paramref name="Max"/> runs (slots the worker reserved
+/// for this pass) from all the worker's queues in one call, an earlier queue served first.
+/// </summary>
+internal sealed record ClaimRuns(int Max);
+
+/// <summary>
+/// A run leased for this worker by a claim or a completion of another queue's poller, sent and answered at these local
+/// timestamps, handed (through the WorkerActor) to the poller of the run's queue, which starts it; its slot is already
+/// counted as held, so if it does not start here the slot is freed (<see cref="SlotFreed"/>).
+/// </summary>
+internal sealed record StartClaimed(ClaimedRun Run, long SentAt, long ReceivedAt);
 
 /// <summary>
 /// Told to its poller by a RunActor as it stops (always, from PostStop): the run's attempt is over. <paramref name="Next"/>
@@ -15,8 +25,9 @@ internal sealed record ClaimRuns(int Max, ClaimPass Pass);
 internal sealed record RunEnded(string RunId, string Token, IReadOnlyList<ClaimedRun> Next, long SentAt = 0, long ReceivedAt = 0);
 
 /// <summary>
-/// One per queue. Claims runs with the non-blocking claim script when the worker offers free slots, and
-/// spawns a supervised RunActor per leased run. A claim that fails is reported (the worker backs off);
+/// One per queue; spawns a supervised RunActor per leased run of its queue. The first queue's poller claims for the
+/// worker's pass, from all its queues in one non-blocking claim call, and hands the runs of other queues to their
+/// pollers (<see cref="StartClaimed"/>). A claim that fails is reported (the worker backs off);
 /// an unanswered claim is repeated with the same request id, so a lost answer does not strand leased runs.
 /// When a run ends, its slot goes to the run its completion claimed, or back to the worker (<see cref="SlotFreed"/>).
 /// </summary>
@@ -31,6 +42,7 @@ internal sealed class QueuePollerActor : ReceiveActor
     private readonly ILoggingAdapter _log = Context.GetLogger();
     private readonly WorkerContext _ctx;
     private readonly string _queue;
+    private readonly IReadOnlyList<string> _queues;
     private readonly IActorRef _renewer;
     private readonly IActorRef _onFailure;
     private string? _unansweredRequest;
@@ -40,6 +52,7 @@ internal sealed class QueuePollerActor : ReceiveActor
     {
         _ctx = ctx;
         _queue = queue;
+        _queues = ctx.Options.EffectiveQueues;
         _renewer = renewer;
         _onFailure = onFailure;
         Receive<ClaimRuns>(OnClaimRuns);
@@ -48,9 +61,13 @@ internal sealed class QueuePollerActor : ReceiveActor
         {
             _unansweredRequest ??= m.RequestId;
             _ctx.Health.Failed($"claiming runs on queue '{_queue}'", m.Error);
-            m.ReplyTo.Tell(new RunsClaimed(0, Failed: true, m.Request.Max, m.Request.Pass));
+            m.ReplyTo.Tell(new RunsClaimed(0, Failed: true, m.Request.Max));
         });
         Receive<RunEnded>(OnRunEnded);
+        Receive<StartClaimed>(m =>
+        {
+            if (!StartRun(m.Run, m.SentAt, m.ReceivedAt)) Context.Parent.Tell(SlotFreed.Instance);
+        });
         Receive<StopRun>(m =>
         {
             foreach (var child in Context.GetChildren()) child.Tell(m);
@@ -68,7 +85,7 @@ internal sealed class QueuePollerActor : ReceiveActor
         var sentAt = WorkerContext.Now();
         var replyTo = Sender;
         // Durability point: the claim leases runs in Redis with a fencing token; nothing is held locally before it.
-        _ctx.Store.ClaimAsync(_queue, m.Max, _ctx.Node, _ctx.Options.Lease, requestId, _ctx.Options.AbandonAfter)
+        _ctx.Store.ClaimAsync(_queues, m.Max, _ctx.Node, _ctx.Options.Lease, requestId, _ctx.Options.AbandonAfter)
             .PipeTo(Self, success: runs => new Claimed(runs, sentAt, WorkerContext.Now(), m, replyTo), failure: ex => new ClaimFailed(ex, m, requestId, replyTo));
     }
 
@@ -76,8 +93,8 @@ internal sealed class QueuePollerActor : ReceiveActor
     {
         _ctx.Health.RedisOk();
         _ctx.Health.Polled();
-        var started = m.Runs.Count(run => StartRun(run, m.SentAt, m.ReceivedAt));
-        m.ReplyTo.Tell(new RunsClaimed(started, Failed: false, m.Request.Max, m.Request.Pass));
+        var started = m.Runs.Count(run => StartOrHandOn(run, m.SentAt, m.ReceivedAt));
+        m.ReplyTo.Tell(new RunsClaimed(started, Failed: false, m.Request.Max));
     }
 
     /// <summary>A run's attempt is over: its slot passes on to the run its completion claimed, or goes back to the worker.</summary>
@@ -93,9 +110,20 @@ internal sealed class QueuePollerActor : ReceiveActor
                 Logged(_ctx.Store.HandBackAsync(next.Id, next.Token, TimeSpan.Zero), $"handing back run {next.Id} (claimed as the worker began to stop)");
                 continue;
             }
-            passedOn = StartRun(next, m.SentAt, m.ReceivedAt);
+            passedOn = StartOrHandOn(next, m.SentAt, m.ReceivedAt);
         }
         if (!passedOn) Context.Parent.Tell(SlotFreed.Instance);
+    }
+
+    /// <summary>
+    /// A leased run of this poller's queue starts here; one of another queue goes to that queue's poller, holding the slot
+    /// (it frees it if the run does not start there). False when the run needs no slot.
+    /// </summary>
+    private bool StartOrHandOn(ClaimedRun run, long sentAt, long receivedAt)
+    {
+        if (run.Queue == _queue) return StartRun(run, sentAt, receivedAt);
+        Context.Parent.Tell(new StartClaimed(run, sentAt, receivedAt));
+        return true;
     }
 
     /// <summary>Starts a RunActor for a leased run (claimed by a call sent and answered at these local timestamps); false when it needs no slot here.</summary>

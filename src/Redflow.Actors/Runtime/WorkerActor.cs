@@ -18,11 +18,8 @@ internal sealed record WorkerStopped
     public static readonly WorkerStopped Instance = new();
 }
 
-/// <summary>Told to the worker by a poller: how many of a pass's reserved slots it filled (each now has a RunActor), or that the claim failed.</summary>
-internal sealed record RunsClaimed(int Count, bool Failed, int Reserved, ClaimPass Pass);
-
-/// <summary>Where a pass over the worker's queues stands: the queue it is at and the runs it claimed so far.</summary>
-internal sealed record ClaimPass(int Queue, int Claimed);
+/// <summary>Told to the worker by the first poller: how many of a pass's reserved slots it filled (each now holds a run), or that the claim failed.</summary>
+internal sealed record RunsClaimed(int Count, bool Failed, int Reserved);
 
 /// <summary>Told to the worker by a poller: a run ended without passing its slot on; the slot is free again.</summary>
 internal sealed record SlotFreed
@@ -32,7 +29,8 @@ internal sealed record SlotFreed
 
 /// <summary>
 /// The top of one worker. Owns the <see cref="SlotPool"/> (<c>Concurrency</c> slots shared by all queues) and hands
-/// free slots to the queue pollers in the queues' listed order, one claim at a time (a pass). Wakes on the doorbell,
+/// free slots to the first queue's poller, which claims from all the worker's queues in one call (a pass), in their
+/// listed order, and routes each run to its queue's poller. Wakes on the doorbell,
 /// on a freed slot and on a slow fallback timer (<c>BlmoveTimeout</c>); backs off when claims fail so a Redis
 /// outage does not spin. Also runs the LeaseRenewer, the OnFailure caller and the heartbeat that keeps the worker's
 /// registration fresh. (The reaper and the cron actor are started beside it, by <see cref="RedflowRuntime"/>.)
@@ -57,6 +55,7 @@ internal sealed class WorkerActor : ReceiveActor, IWithTimers
     private readonly ILoggingAdapter _log = Context.GetLogger();
     private readonly WorkerContext _ctx;
     private readonly List<IActorRef> _pollers = [];
+    private readonly IReadOnlyList<string> _queues;
     private readonly SlotPool _slots;
     private int _failures;
     private IActorRef? _stopRequester;
@@ -66,6 +65,7 @@ internal sealed class WorkerActor : ReceiveActor, IWithTimers
     {
         _ctx = ctx;
         _slots = new SlotPool(ctx.Options.Concurrency);
+        _queues = ctx.Options.EffectiveQueues;
         Receive<Poll>(_ => StartPass());
         Receive<RunsClaimed>(OnRunsClaimed);
         Receive<SlotFreed>(_ =>
@@ -75,6 +75,7 @@ internal sealed class WorkerActor : ReceiveActor, IWithTimers
             else StartPass();
         });
         Receive<StopWorker>(OnStopWorker);
+        Receive<StartClaimed>(m => PollerOf(m.Run.Queue).Forward(m));
         Receive<CancelRequested>(m => _renewer.Forward(m)); // from the cancel channel; the renewer knows which RunActor holds the run
         Receive<DrainTimeout>(_ =>
         {
@@ -102,16 +103,23 @@ internal sealed class WorkerActor : ReceiveActor, IWithTimers
     {
         var renewer = _renewer = Context.ActorOf(Props.Create(() => new LeaseRenewer(_ctx)), "lease-renewer");
         var onFailure = Context.ActorOf(Props.Create(() => new OnFailureActor(_ctx)), "on-failure");
-        var queues = _ctx.Options.EffectiveQueues;
-        for (var i = 0; i < queues.Count; i++)
+        for (var i = 0; i < _queues.Count; i++)
         {
-            var queue = queues[i];
+            var queue = _queues[i];
             _pollers.Add(Context.ActorOf(Props.Create(() => new QueuePollerActor(_ctx, queue, renewer, onFailure)), $"poller-{i}"));
         }
         // Fallback poll: the doorbell wakes idle pollers at once; this catches a lost doorbell message.
         Timers.StartPeriodicTimer(TimerKeys.Poll, Poll.Instance, _ctx.Options.BlmoveTimeout);
         Timers.StartPeriodicTimer(TimerKeys.Heartbeat, new Heartbeat(), HeartbeatInterval);
         Self.Tell(Poll.Instance);
+    }
+
+    /// <summary>The poller of a queue (a run leased from a queue this worker no longer lists goes to the first one).</summary>
+    private IActorRef PollerOf(string queue)
+    {
+        for (var i = 0; i < _queues.Count; i++)
+            if (_queues[i] == queue) return _pollers[i];
+        return _pollers[0];
     }
 
     /// <summary>Refreshes the registration, and samples the worker's queues for the depth gauges.</summary>
@@ -123,9 +131,8 @@ internal sealed class WorkerActor : ReceiveActor, IWithTimers
     }
 
     /// <summary>
-    /// Reserves the free slots and offers them to the first queue; the pass goes on through the queues in
-    /// <see cref="OnRunsClaimed"/>. Up to two passes overlap, so slots freed while a claim is in flight are
-    /// claimed without waiting for it.
+    /// Reserves the free slots and offers them to the first queue's poller, which claims across all queues in one call.
+    /// Up to two passes overlap, so slots freed while a claim is in flight are claimed without waiting for it.
     /// </summary>
     private void StartPass()
     {
@@ -133,14 +140,13 @@ internal sealed class WorkerActor : ReceiveActor, IWithTimers
         // Every slot holds a run: there is nothing to claim for, which is polling on time (for the health check).
         if (_slots.InFlight == _slots.Capacity) _ctx.Health.Polled();
         var reserved = _slots.StartPass();
-        if (reserved > 0) _pollers[0].Tell(new ClaimRuns(reserved, new ClaimPass(0, 0)));
+        if (reserved > 0) _pollers[0].Tell(new ClaimRuns(reserved));
     }
 
     private void OnRunsClaimed(RunsClaimed m)
     {
         _slots.Filled(m.Count); // reserved slots now running runs
         var left = m.Reserved - m.Count;
-        var pass = m.Pass with { Claimed = m.Pass.Claimed + m.Count };
         if (m.Failed)
         {
             // Back off, so an outage does not spin. The fallback poll timer is slowed meanwhile.
@@ -155,11 +161,6 @@ internal sealed class WorkerActor : ReceiveActor, IWithTimers
             _failures = 0;
             Timers.StartPeriodicTimer(TimerKeys.Poll, Poll.Instance, _ctx.Options.BlmoveTimeout);
         }
-        if (left > 0 && _stopRequester is null && pass.Queue + 1 < _pollers.Count)
-        {
-            _pollers[pass.Queue + 1].Tell(new ClaimRuns(left, pass with { Queue = pass.Queue + 1 })); // the next queue in order
-            return;
-        }
         _slots.EndPass(left);
         if (_stopRequester is not null)
         {
@@ -167,7 +168,7 @@ internal sealed class WorkerActor : ReceiveActor, IWithTimers
             return;
         }
         // Runs were found and slots remain, or something woke us mid-pass: there may be more.
-        if ((pass.Claimed > 0 && _slots.Free > 0) || _slots.PassWanted) StartPass();
+        if ((m.Count > 0 && _slots.Free > 0) || _slots.PassWanted) StartPass();
     }
 
     private void OnStopWorker(StopWorker m)

@@ -185,9 +185,22 @@ internal sealed partial class RedisStore(IConnectionMultiplexer redis, Keys keys
 
     // ---- worker transitions ----------------------------------------------------------------------
 
-    public async Task<IReadOnlyList<ClaimedRun>> ClaimAsync(string queue, int max, string worker, TimeSpan lease, string requestId, int abandonAfter) =>
-        ParseClaimed((RedisResult[])(await CallAsync(ScriptLibrary.Claim,
-            queue, max, worker, (long)lease.TotalMilliseconds, requestId, abandonAfter).ConfigureAwait(false))!);
+    public Task<IReadOnlyList<ClaimedRun>> ClaimAsync(string queue, int max, string worker, TimeSpan lease, string requestId, int abandonAfter) =>
+        ClaimAsync([queue], max, worker, lease, requestId, abandonAfter);
+
+    /// <summary>
+    /// Leases up to <paramref name="max"/> ready runs of a worker's <paramref name="queues"/> in one call, an earlier
+    /// queue served first; a repeat with the same <paramref name="requestId"/> answers what the first call leased.
+    /// </summary>
+    public async Task<IReadOnlyList<ClaimedRun>> ClaimAsync(IReadOnlyList<string> queues, int max, string worker, TimeSpan lease, string requestId, int abandonAfter)
+    {
+        var args = new RedisValue[5 + queues.Count];
+        args[0] = queues[0];
+        (args[1], args[2], args[3], args[4]) = (max, worker, (long)lease.TotalMilliseconds, requestId);
+        args[5] = abandonAfter;
+        for (var i = 1; i < queues.Count; i++) args[5 + i] = queues[i];
+        return ParseClaimed((RedisResult[])(await CallAsync(ScriptLibrary.Claim, args).ConfigureAwait(false))!);
+    }
 
     /// <summary>Runs as the claim scripts return them (claim_from in _lib.lua).</summary>
     private static List<ClaimedRun> ParseClaimed(RedisResult[] items)

@@ -28,7 +28,7 @@ public sealed class SlotSpecs : TestKit
         var renewer = Sys.ActorOf(Props.Create(() => new LeaseRenewer(ctx)));
         var onFailure = Sys.ActorOf(Props.Create(() => new OnFailureActor(ctx)));
         var poller = ChildActorOf(Props.Create(() => new QueuePollerActor(ctx, "default", renewer, onFailure)));
-        poller.Tell(new ClaimRuns(1, new ClaimPass(0, 0)));
+        poller.Tell(new ClaimRuns(1));
         Assert.Equal(1, ExpectMsg<RunsClaimed>(TimeSpan.FromSeconds(10)).Count);
 
         // One slot: each completion claims the next run for it, and the slot comes back once, after the last.

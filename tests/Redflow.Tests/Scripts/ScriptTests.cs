@@ -83,6 +83,23 @@ public sealed class ScriptTests
     }
 
     [Fact]
+    public async Task One_claim_serves_a_workers_queues_in_their_order_and_its_repeat_answers_the_same()
+    {
+        foreach (var (wf, q) in new[] { ("wf_a", "qa"), ("wf_b", "qb"), ("wf_c", "qc") })
+            await _store.RegisterAsync("app", "node-1", """{"app":"app","queues":["qa","qb","qc"],"concurrency":1}""",
+                [new WorkflowRegistration(wf, q, 10, 3, TimeSpan.FromDays(7), false, "[]")]);
+        await EmitAsync("run_c1", "wf_c");
+        await EmitAsync("run_b1", "wf_b");
+        await EmitAsync("run_b2", "wf_b");
+        await EmitAsync("run_a1", "wf_a");
+        var claimed = await _store.ClaimAsync(["qa", "qb", "qc"], 3, "node-1", Lease, "r1", 3);
+        Assert.Equal([("run_a1", "qa"), ("run_b1", "qb"), ("run_b2", "qb")], claimed.Select(r => (r.Id, r.Queue)));
+        var again = await _store.ClaimAsync(["qa", "qb", "qc"], 3, "node-1", Lease, "r1", 3);
+        Assert.Equal(claimed.Select(r => (r.Id, r.Token)), again.Select(r => (r.Id, r.Token)));
+        Assert.Equal("run_c1", Assert.Single(await _store.ClaimAsync(["qa", "qb", "qc"], 3, "node-1", Lease, "r2", 3)).Id);
+    }
+
+    [Fact]
     public async Task G5_claim_respects_max_concurrency_and_does_not_block_other_workflows()
     {
         await RegisterAsync("capped", maxConcurrency: 1);
