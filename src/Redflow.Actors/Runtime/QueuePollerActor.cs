@@ -52,7 +52,7 @@ internal sealed class QueuePollerActor : ReceiveActor
     {
         _ctx = ctx;
         _queue = queue;
-        _queues = ctx.Options.EffectiveQueues;
+        _queues = ctx.Queues;
         _renewer = renewer;
         _onFailure = onFailure;
         Receive<ClaimRuns>(OnClaimRuns);

@@ -605,7 +605,7 @@ internal sealed class RunActor : UntypedActor, IWithTimers
         // Durability point: the run succeeds with its output, fenced by the lease token. The same script claims
         // the next ready run for this slot (one round trip instead of two); the poller starts it.
         var next = _ctx.Lifecycle.Draining ? null
-            : new NextRunRequest(_ctx.Options.Lease, _ctx.Node, _ctx.Options.EffectiveQueues);
+            : _ctx.NextRun;
         var (store, runId, token) = (_ctx.Store, _run.Id, _run.Token);
         Record(RunOutcome.Completed, async () =>
         {

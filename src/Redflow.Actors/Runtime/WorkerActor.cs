@@ -65,7 +65,7 @@ internal sealed class WorkerActor : ReceiveActor, IWithTimers
     {
         _ctx = ctx;
         _slots = new SlotPool(ctx.Options.Concurrency);
-        _queues = ctx.Options.EffectiveQueues;
+        _queues = ctx.Queues;
         Receive<Poll>(_ => StartPass());
         Receive<RunsClaimed>(OnRunsClaimed);
         Receive<SlotFreed>(_ =>

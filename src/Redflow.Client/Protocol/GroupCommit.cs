@@ -61,14 +61,18 @@ internal sealed class GroupCommit(Func<Script, RedisValue[], Task<RedisResult>> 
                 }
                 else
                 {
-                    var args = new List<RedisValue>(batch.Sum(e => e.Args.Length + 2));
+                    var size = 0;
+                    foreach (var e in batch) size += e.Args.Length + 2;
+                    var args = new RedisValue[size];
+                    var at = 0;
                     foreach (var e in batch)
                     {
-                        args.Add(e.Kind);
-                        args.Add(e.Args.Length);
-                        args.AddRange(e.Args);
+                        args[at++] = e.Kind;
+                        args[at++] = e.Args.Length;
+                        e.Args.CopyTo(args, at);
+                        at += e.Args.Length;
                     }
-                    var answers = (RedisResult[])(await call(ScriptLibrary.Batch, [.. args]).ConfigureAwait(false))!;
+                    var answers = (RedisResult[])(await call(ScriptLibrary.Batch, args).ConfigureAwait(false))!;
                     for (var i = 0; i < batch.Count; i++) batch[i].Done.TrySetResult(answers[i]);
                 }
             }

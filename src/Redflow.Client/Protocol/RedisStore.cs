@@ -262,14 +262,14 @@ internal sealed partial class RedisStore(IConnectionMultiplexer redis, Keys keys
     /// </summary>
     public async Task<(WriteOutcome Outcome, IReadOnlyList<ClaimedRun> Next)> CompleteAsync(string runId, string token, string outputJson, NextRunRequest? next = null)
     {
-        var args = new List<RedisValue> { runId, token, outputJson, next is null ? "" : "1" };
+        var args = new RedisValue[next is null ? 4 : 6 + next.Queues.Count];
+        (args[0], args[1], args[2], args[3]) = (runId, token, outputJson, next is null ? "" : "1");
         if (next is not null)
         {
-            args.Add((long)next.Lease.TotalMilliseconds);
-            args.Add(next.Worker);
-            args.AddRange(next.Queues.Select(q => (RedisValue)q));
+            (args[4], args[5]) = ((long)next.Lease.TotalMilliseconds, next.Worker);
+            for (var i = 0; i < next.Queues.Count; i++) args[6 + i] = next.Queues[i];
         }
-        var r = (RedisResult[])(await Group.CallAsync("complete", ScriptLibrary.Complete, [.. args]).ConfigureAwait(false))!;
+        var r = (RedisResult[])(await Group.CallAsync("complete", ScriptLibrary.Complete, args).ConfigureAwait(false))!;
         var outcome = Outcome(r);
         if (outcome != WriteOutcome.Fenced) await WaitForReplicasAsync($"completion of run {runId}").ConfigureAwait(false);
         return (outcome, outcome == WriteOutcome.Fenced ? [] : ParseClaimed((RedisResult[])r[1]!));
