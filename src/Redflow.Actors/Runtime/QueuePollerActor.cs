@@ -42,7 +42,6 @@ internal sealed class QueuePollerActor : ReceiveActor
     private readonly ILoggingAdapter _log = Context.GetLogger();
     private readonly WorkerContext _ctx;
     private readonly string _queue;
-    private readonly IReadOnlyList<string> _queues;
     private readonly IActorRef _renewer;
     private readonly IActorRef _onFailure;
     private string? _unansweredRequest;
@@ -52,7 +51,6 @@ internal sealed class QueuePollerActor : ReceiveActor
     {
         _ctx = ctx;
         _queue = queue;
-        _queues = ctx.Queues;
         _renewer = renewer;
         _onFailure = onFailure;
         Receive<ClaimRuns>(OnClaimRuns);
@@ -60,7 +58,7 @@ internal sealed class QueuePollerActor : ReceiveActor
         Receive<ClaimFailed>(m =>
         {
             _unansweredRequest ??= m.RequestId;
-            _ctx.Health.Failed($"claiming runs on queue '{_queue}'", m.Error);
+            _ctx.Health.Failed($"claiming runs on queues '{string.Join("', '", _ctx.Queues)}'", m.Error);
             m.ReplyTo.Tell(new RunsClaimed(0, Failed: true, m.Request.Max));
         });
         Receive<RunEnded>(OnRunEnded);
@@ -85,7 +83,7 @@ internal sealed class QueuePollerActor : ReceiveActor
         var sentAt = WorkerContext.Now();
         var replyTo = Sender;
         // Durability point: the claim leases runs in Redis with a fencing token; nothing is held locally before it.
-        _ctx.Store.ClaimAsync(_queues, m.Max, _ctx.Node, _ctx.Options.Lease, requestId, _ctx.Options.AbandonAfter)
+        _ctx.Store.ClaimAsync(_ctx.Queues, m.Max, _ctx.Node, _ctx.Options.Lease, requestId, _ctx.Options.AbandonAfter)
             .PipeTo(Self, success: runs => new Claimed(runs, sentAt, WorkerContext.Now(), m, replyTo), failure: ex => new ClaimFailed(ex, m, requestId, replyTo));
     }
 

@@ -55,7 +55,6 @@ internal sealed class WorkerActor : ReceiveActor, IWithTimers
     private readonly ILoggingAdapter _log = Context.GetLogger();
     private readonly WorkerContext _ctx;
     private readonly List<IActorRef> _pollers = [];
-    private readonly IReadOnlyList<string> _queues;
     private readonly SlotPool _slots;
     private int _failures;
     private IActorRef? _stopRequester;
@@ -65,7 +64,6 @@ internal sealed class WorkerActor : ReceiveActor, IWithTimers
     {
         _ctx = ctx;
         _slots = new SlotPool(ctx.Options.Concurrency);
-        _queues = ctx.Queues;
         Receive<Poll>(_ => StartPass());
         Receive<RunsClaimed>(OnRunsClaimed);
         Receive<SlotFreed>(_ =>
@@ -103,9 +101,9 @@ internal sealed class WorkerActor : ReceiveActor, IWithTimers
     {
         var renewer = _renewer = Context.ActorOf(Props.Create(() => new LeaseRenewer(_ctx)), "lease-renewer");
         var onFailure = Context.ActorOf(Props.Create(() => new OnFailureActor(_ctx)), "on-failure");
-        for (var i = 0; i < _queues.Count; i++)
+        for (var i = 0; i < _ctx.Queues.Count; i++)
         {
-            var queue = _queues[i];
+            var queue = _ctx.Queues[i];
             _pollers.Add(Context.ActorOf(Props.Create(() => new QueuePollerActor(_ctx, queue, renewer, onFailure)), $"poller-{i}"));
         }
         // Fallback poll: the doorbell wakes idle pollers at once; this catches a lost doorbell message.
@@ -117,8 +115,8 @@ internal sealed class WorkerActor : ReceiveActor, IWithTimers
     /// <summary>The poller of a queue (a run leased from a queue this worker no longer lists goes to the first one).</summary>
     private IActorRef PollerOf(string queue)
     {
-        for (var i = 0; i < _queues.Count; i++)
-            if (_queues[i] == queue) return _pollers[i];
+        for (var i = 0; i < _ctx.Queues.Count; i++)
+            if (_ctx.Queues[i] == queue) return _pollers[i];
         return _pollers[0];
     }
 

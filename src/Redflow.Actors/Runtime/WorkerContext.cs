@@ -19,12 +19,11 @@ internal sealed record WorkerContext(StartWorkerOptions Options, RedisStore Stor
         return Logger.BeginScope(scope);
     }
 
-    /// <summary>The worker's queues, in their priority order (computed once: a completion's claim of the next run names them).</summary>
-    public IReadOnlyList<string> Queues { get; } = Options.EffectiveQueues;
+    /// <summary>What a completion asks for the freed slot: the next run of the worker's queues (made once per worker, not per completion).</summary>
+    public NextRunRequest NextRun { get; } = new(Options.Lease, Node, Options.EffectiveQueues);
 
-    /// <summary>What a completion asks for the freed slot: the next run of the worker's queues (one per worker, not per completion).</summary>
-    public NextRunRequest NextRun => _nextRun ??= new NextRunRequest(Options.Lease, Node, Queues);
-    private NextRunRequest? _nextRun;
+    /// <summary>The worker's queues, in their priority order.</summary>
+    public IReadOnlyList<string> Queues => NextRun.Queues;
 
     /// <summary>Whether this worker reaches Redis, and when its pollers and lease renewal last worked (for health checks).</summary>
     public WorkerHealth Health { get; } = new(

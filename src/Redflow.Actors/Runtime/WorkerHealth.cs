@@ -58,7 +58,7 @@ internal sealed class WorkerHealth(ILogger logger, string node)
     }
 
     /// <summary>
-    /// A Redis call failed while doing <paramref name="what"/> (a short phrase: "claiming runs on queue 'q'"). An outage
+    /// A Redis call failed while doing <paramref name="what"/> (a short phrase: "claiming runs on queues 'q'"). An outage
     /// (no connection, a timeout, a server loading its data or failing over) is logged once, when the worker loses
     /// Redis; any other error (a bug, a script error) is logged each time, with its stack trace.
     /// </summary>

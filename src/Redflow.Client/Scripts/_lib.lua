@@ -87,12 +87,12 @@ local TERMINAL = { succeeded = true, failed = true, canceled = true }
 -- counter and one PUBLISH, not n of each. Any other script writes them at once.
 local DEFERRED
 
--- Adds by (default 1) to engine counter `name`.
-local function count(name, by)
+-- Adds 1 to engine counter `name`.
+local function count(name)
   if DEFERRED then
-    DEFERRED.counts[name] = (DEFERRED.counts[name] or 0) + (by or 1)
+    DEFERRED.counts[name] = (DEFERRED.counts[name] or 0) + 1
   else
-    redis.call('HINCRBY', K_COUNTERS, name, by or '1')
+    redis.call('HINCRBY', K_COUNTERS, name, '1')
   end
 end
 

@@ -24,9 +24,9 @@ for i = 7, #ARGV do queues[#queues + 1] = ARGV[i] end
 
 local now = now_ms()
 redis.call('ZADD', K_WORKERS_SEEN, int(now), worker) -- alive: lease expiries of its runs are hiccups, not deaths
+for _, q in ipairs(queues) do promote_due(q, now, 100) end
 wake_due(now, 100)
 for _, q in ipairs(queues) do
-  promote_due(q, now, 100)
   unpark_due(q, now, 100)
   reclaim_expired(q, now, 20, tonumber(ARGV[6]))
 end
