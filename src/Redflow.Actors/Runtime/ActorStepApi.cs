@@ -10,7 +10,7 @@ namespace Redflow.Runtime;
 /// waited on like any other wait. A wait the run must suspend on is never answered in this attempt: the handler's
 /// awaiting call simply does not return, and no exception reaches its code.
 /// </summary>
-internal sealed class ActorStepApi(IActorRef run, CancellationToken token, WorkerContext ctx, ClaimedRun claimed) : StepApi
+internal sealed class ActorStepApi(TurnRef run, CancellationToken token, WorkerContext ctx, ClaimedRun claimed) : StepApi
 {
     protected override string Workflow => claimed.Workflow;
 
@@ -80,23 +80,23 @@ internal sealed class ActorStepApi(IActorRef run, CancellationToken token, Worke
 /// </summary>
 internal static class Replies
 {
-    /// <summary>A reply whose continuations run synchronously where it is completed: complete it only through <see cref="Run(Action, IActorRef?)"/>.</summary>
+    /// <summary>A reply whose continuations run synchronously where it is completed: complete it only through <see cref="Run(Action, TurnRef?)"/>.</summary>
     public static TaskCompletionSource<string> New() => new();
 
     /// <summary>
     /// Runs completions on the thread pool, in order, one after the other; then tells <paramref name="idle"/> (the
     /// RunActor) <see cref="HandlerIdle"/>: the handler's code they resumed has run up to its next await.
     /// </summary>
-    public static void Run(IReadOnlyList<Action> inOrder, IActorRef? idle) => ThreadPool.UnsafeQueueUserWorkItem(static s =>
+    public static void Run(IReadOnlyList<Action> inOrder, TurnRef? idle) => ThreadPool.UnsafeQueueUserWorkItem(static s =>
     {
         foreach (var complete in s.inOrder) complete();
         s.idle?.Tell(HandlerIdle.Instance);
     }, (inOrder, idle), preferLocal: false);
 
-    /// <summary>Runs one completion on the thread pool (see <see cref="Run(IReadOnlyList{Action}, IActorRef?)"/>).</summary>
-    public static void Run(Action complete, IActorRef? idle = null) => Run([complete], idle);
+    /// <summary>Runs one completion on the thread pool (see <see cref="Run(IReadOnlyList{Action}, TurnRef?)"/>).</summary>
+    public static void Run(Action complete, TurnRef? idle = null) => Run([complete], idle);
 
-    public static void Result(TaskCompletionSource<string> reply, string json, IActorRef? idle) => Run(() => reply.TrySetResult(json), idle);
+    public static void Result(TaskCompletionSource<string> reply, string json, TurnRef? idle) => Run(() => reply.TrySetResult(json), idle);
 
-    public static void Fail(TaskCompletionSource<string> reply, Exception error, IActorRef? idle = null) => Run(() => reply.TrySetException(error), idle);
+    public static void Fail(TaskCompletionSource<string> reply, Exception error, TurnRef? idle = null) => Run(() => reply.TrySetException(error), idle);
 }

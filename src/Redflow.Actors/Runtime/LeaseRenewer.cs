@@ -3,7 +3,7 @@ using Akka.Actor;
 namespace Redflow.Runtime;
 
 /// <summary>A RunActor holds this lease: renew it until <see cref="UntrackLease"/>; each renewal records <paramref name="Progress"/>'s step.</summary>
-internal sealed record TrackLease(string RunId, string Token, IActorRef Run, RunProgress Progress);
+internal sealed record TrackLease(string RunId, string Token, TurnRef Run, RunProgress Progress);
 
 /// <summary>
 /// The step a run is in, written by its RunActor as steps start and end and read by the renewer, which records it with
@@ -41,11 +41,11 @@ internal sealed class LeaseRenewer : ReceiveActor, IWithTimers
 {
     private const int Chunk = 500;
     private sealed record Renew;
-    private sealed record RenewDone(IReadOnlyList<(string RunId, string Token, IActorRef Run, string? Step)> Runs, long SentAt, long ReceivedAt, long DeadlineMs, int[] Codes);
+    private sealed record RenewDone(IReadOnlyList<(string RunId, string Token, TurnRef Run, string? Step)> Runs, long SentAt, long ReceivedAt, long DeadlineMs, int[] Codes);
     private sealed record RenewFailed(Exception Error);
 
     private readonly WorkerContext _ctx;
-    private readonly Dictionary<string, (string Token, IActorRef Run, RunProgress Progress)> _leases = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, (string Token, TurnRef Run, RunProgress Progress)> _leases = new(StringComparer.Ordinal);
     private bool _inFlight;
     private bool _renewAgain; // a RenewNow came while a renewal was in flight
 

@@ -18,14 +18,16 @@ internal sealed record ClaimRuns(int Max);
 internal sealed record StartClaimed(ClaimedRun Run, long SentAt, long ReceivedAt);
 
 /// <summary>
-/// Told to its poller by a RunActor as it stops (always, from PostStop): the run's attempt is over. <paramref name="Next"/>
-/// holds the run its completion claimed for the same slot, sent and answered at these local timestamps: the slot passes
-/// on to it. Carrying the next run in the same message as the end means the two cannot be told apart by a race.
+/// Told to its poller by a RunActor, once per run: the run's attempt is over. <paramref name="Next"/> holds the run its
+/// completion claimed for the same slot, sent and answered at these local timestamps: the slot passes on to it. Carrying
+/// the next run in the same message as the end means the two cannot be told apart by a race. <paramref name="Pooled"/>:
+/// the RunActor (the sender) is idle and takes another run; false when it is stopping (a fault: it handed its run back).
 /// </summary>
-internal sealed record RunEnded(string RunId, string Token, IReadOnlyList<ClaimedRun> Next, long SentAt = 0, long ReceivedAt = 0);
+internal sealed record RunEnded(string RunId, string Token, IReadOnlyList<ClaimedRun> Next, long SentAt = 0, long ReceivedAt = 0, bool Pooled = true);
 
 /// <summary>
-/// One per queue; spawns a supervised RunActor per leased run of its queue. The first queue's poller claims for the
+/// One per queue; runs each leased run of its queue on a supervised RunActor of its pool (an idle one, or a new one
+/// when none is idle: the pool grows to the runs this queue holds at once, at most the worker's slots). The first queue's poller claims for the
 /// worker's pass, from all its queues in one non-blocking claim call, and hands the runs of other queues to their
 /// pollers (<see cref="StartClaimed"/>). A claim that fails is reported (the worker backs off);
 /// an unanswered claim is repeated with the same request id, so a lost answer does not strand leased runs.
@@ -45,7 +47,11 @@ internal sealed class QueuePollerActor : ReceiveActor
     private readonly IActorRef _renewer;
     private readonly IActorRef _onFailure;
     private string? _unansweredRequest;
-    private readonly Dictionary<string, (string Token, IActorRef Actor)> _runs = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, (string Token, TurnRef Turn)> _runs = new(StringComparer.Ordinal);
+    private readonly List<IActorRef> _idle = []; // pooled RunActors holding no run, the last one idle first to go
+    private readonly Props _runActor;
+    private int _runActors;
+    private int _turns; // runs started here: each run's turn number, unique among this poller's RunActors
 
     public QueuePollerActor(WorkerContext ctx, string queue, IActorRef renewer, IActorRef onFailure)
     {
@@ -53,6 +59,7 @@ internal sealed class QueuePollerActor : ReceiveActor
         _queue = queue;
         _renewer = renewer;
         _onFailure = onFailure;
+        _runActor = Props.Create(() => new RunActor(ctx, renewer, onFailure));
         Receive<ClaimRuns>(OnClaimRuns);
         Receive<Claimed>(OnClaimed);
         Receive<ClaimFailed>(m =>
@@ -70,6 +77,7 @@ internal sealed class QueuePollerActor : ReceiveActor
         {
             foreach (var child in Context.GetChildren()) child.Tell(m);
         });
+        Receive<Terminated>(m => _idle.Remove(m.ActorRef)); // a stopped RunActor (a fault) leaves the pool
     }
 
     /// <summary>Never restart a RunActor (it owns a running handler): stop it; its PostStop hands the run back.</summary>
@@ -99,6 +107,7 @@ internal sealed class QueuePollerActor : ReceiveActor
     private void OnRunEnded(RunEnded m)
     {
         if (_runs.TryGetValue(m.RunId, out var run) && run.Token == m.Token) _runs.Remove(m.RunId);
+        if (m.Pooled) _idle.Add(Sender);
         var passedOn = false;
         foreach (var next in m.Next)
         {
@@ -147,11 +156,23 @@ internal sealed class QueuePollerActor : ReceiveActor
         {
             if (existing.Token == run.Token) return false; // a repeated claim answer: already running here
             // The run was taken over and came back to this worker: the older holder is fenced by the new token.
-            existing.Actor.Tell(LeaseLost.Instance);
+            existing.Turn.Tell(LeaseLost.Instance);
         }
         var deadline = _ctx.LeaseDeadline(run.LeaseDeadlineMs, sentAt, receivedAt);
-        var actor = Context.ActorOf(Props.Create<RunActor>(_ctx, run, definition, _renewer, _onFailure, deadline), $"run-{run.Id}-{run.Token}");
-        _runs[run.Id] = (run.Token, actor);
+        IActorRef actor;
+        if (_idle.Count > 0)
+        {
+            actor = _idle[^1];
+            _idle.RemoveAt(_idle.Count - 1);
+        }
+        else
+        {
+            actor = Context.ActorOf(_runActor, "run-" + ++_runActors);
+            Context.Watch(actor);
+        }
+        var turn = new TurnRef(actor, ++_turns, run.Id);
+        actor.Tell(new StartRun(run, definition, deadline, turn));
+        _runs[run.Id] = (run.Token, turn);
         return true;
     }
 

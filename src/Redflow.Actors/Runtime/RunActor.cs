@@ -5,6 +5,35 @@ using Redflow.Protocol;
 
 namespace Redflow.Runtime;
 
+/// <summary>
+/// Told to an idle RunActor by its poller: run this leased run's attempt, leased until <paramref name="LocalDeadline"/>,
+/// a local monotonic timestamp (<see cref="WorkerContext.LeaseDeadline"/>); <paramref name="Turn"/> is its address there.
+/// </summary>
+internal sealed record StartRun(ClaimedRun Run, WorkflowDefinition Definition, long LocalDeadline, TurnRef Turn);
+
+/// <summary>
+/// A message for the run of turn <paramref name="Turn"/> (see <see cref="TurnRef"/>): its RunActor handles it only while
+/// it holds that run, and drops it (or fails a handler call it carries) once the run's attempt is over there.
+/// </summary>
+internal sealed record ForTurn(int Turn, string RunId, object Message);
+
+/// <summary>
+/// The address of one run on its pooled RunActor: what the run's handler, its StepActor calls, the lease renewer and the
+/// poller tell. A RunActor runs one run after another (one per turn); a late message of an earlier run (a handler that
+/// lost its lease and ran on, a renewal in flight, a write's answer) cannot reach the run it holds now.
+/// </summary>
+internal sealed class TurnRef(IActorRef actor, int turn, string runId) : ICanTell
+{
+    /// <summary>The turn's number, unique among the RunActors of its poller.</summary>
+    public int Number => turn;
+
+    /// <summary>Tells the run's RunActor <paramref name="message"/>, for this turn only.</summary>
+    public void Tell(object message, IActorRef? sender) => actor.Tell(new ForTurn(turn, runId, message), sender ?? ActorRefs.NoSender);
+
+    /// <summary>Tells the run's RunActor <paramref name="message"/> (no sender), for this turn only.</summary>
+    public void Tell(object message) => Tell(message, null);
+}
+
 /// <summary>Told to a RunActor by its handler (through <see cref="ActorStepApi"/>): run step <paramref name="Name"/>, or answer it from the record; the answer goes to <paramref name="Reply"/> (local only).</summary>
 internal sealed record RunStep(string Name, Func<CancellationToken, Task<string>> Invoke, StepOptions? Options, TaskCompletionSource<string> Reply, Activity? Activity = null);
 
@@ -65,18 +94,23 @@ internal enum RunOutcome
 }
 
 /// <summary>
-/// Owns one leased run: starts its handler as a task, serves its steps (recorded results from the claim, or a
-/// StepActor per new step), keeps a local lease deadline from the renewals and cancels its own handler
-/// before that deadline passes (self-fencing), and records the outcome with one fenced script:
-/// complete, fail-or-retry, cancel or hand back. The run's fate follows <see cref="StopReason"/>, never
-/// the exception type. It is never restarted (a restart would leave the old handler running beside a new
-/// one); if it faults, its supervisor stops it and <see cref="PostStop"/> hands the run back.
+/// Owns one leased run at a time: starts its handler as a task, serves its steps (recorded results from the claim, or
+/// its StepActor for new ones), keeps a local lease deadline from the renewals and cancels its own handler before that
+/// deadline passes (self-fencing), and records the outcome with one fenced script: complete, fail-or-retry, cancel or
+/// hand back. The run's fate follows <see cref="StopReason"/>, never the exception type. Pooled by its poller: when a
+/// run's attempt is over it tells <see cref="RunEnded"/> and waits, idle, for the next <see cref="StartRun"/> (an actor's
+/// creation and stop cost more than a no-step run's own work on the worker); each run is a turn, and what is told for a
+/// run comes through its <see cref="TurnRef"/>, so nothing of an earlier run reaches a later one. It is never restarted
+/// (a restart would leave the old handler running beside a new one); if it faults, its supervisor stops it and
+/// <see cref="PostStop"/> hands its run back.
 /// </summary>
 internal sealed class RunActor : UntypedActor, IWithTimers
 {
     /// <summary>Where the actor stands; each message is handled by what it means in the current phase.</summary>
     private enum Phase
     {
+        /// <summary>No run: in its poller's pool, waiting for the next <see cref="StartRun"/>.</summary>
+        Idle,
         /// <summary>The claim's answer left too little of the lease to start the handler: waiting for the renewer to confirm (or lose) the lease.</summary>
         AwaitingLease,
         /// <summary>The handler runs and its steps and waits are served.</summary>
@@ -85,8 +119,6 @@ internal sealed class RunActor : UntypedActor, IWithTimers
         Suspending,
         /// <summary>An outcome was chosen and is being written (retried in place while the lease lasts).</summary>
         Recording,
-        /// <summary>The attempt is over; the actor is stopping.</summary>
-        Finished,
     }
 
     private sealed record HandlerSucceeded(string Output);
@@ -138,53 +170,80 @@ internal sealed class RunActor : UntypedActor, IWithTimers
 
     private readonly ILoggingAdapter _log = Context.GetLogger();
     private readonly WorkerContext _ctx;
-    private readonly ClaimedRun _run;
-    private readonly WorkflowDefinition _definition;
     private readonly IActorRef _renewer;
     private readonly IActorRef _onFailure;
-    private readonly RunStop _stop = new();
-    private readonly Dictionary<string, CachedStep> _recorded;
-    private readonly string[] _replayOrder; // the claim's recorded steps by their place (seq), when a replay has two or more
+    private IActorRef? _steps; // the StepActor, made with the first step that ran here and kept from run to run
+    private int _stepActors;
+
+    // The run of this turn: every field below is set anew by Begin (and the collections cleared), so nothing of an
+    // earlier run stays.
+    private ClaimedRun _run = null!;
+    private WorkflowDefinition _definition = null!;
+    private TurnRef _self = null!; // this turn's address: what the handler, the StepActor calls, the renewer and PipeTo tell
+    private RunStop _stop = null!;
+    private readonly Dictionary<string, CachedStep> _recorded = new(StringComparer.Ordinal);
+    private string[] _replayOrder = []; // the claim's recorded steps by their place (seq), when a replay has two or more
     private readonly HashSet<string> _replayed = new(StringComparer.Ordinal); // of those, asked for (or skipped)
     private int _replayNext; // the first of _replayOrder not asked for
     private readonly List<(long Seq, Action Deliver)> _held = []; // replayed results waiting for an earlier-recorded one
     private readonly Dictionary<string, WaitCall> _waits = new(StringComparer.Ordinal);
     private readonly List<object> _stash = []; // handler messages that came while the suspension was being written
     private int _runningSteps;
-    private readonly RunProgress _progress = new(); // the current step, for the renewer to record (inspection only)
+    private RunProgress _progress = null!; // the current step, for the renewer to record (inspection only)
     private int _busy; // the handler's start and answers to its calls whose code has not reached its next await (HandlerIdle)
     private int _suspendAttempts;
-    private readonly long _started = WorkerContext.Now();
+    private long _started;
     private long _localDeadline;
-    private Phase _phase = Phase.Running;
+    private Phase _phase = Phase.Idle;
     private RunOutcome? _outcome;
     private Func<Task<OutcomeWritten>>? _write; // the outcome's write, repeated in place on a Redis error
     private int _writeAttempts;
-    private IActorRef? _steps; // the StepActor, once a step ran here
-    private int _stepActors;
     private StepFailed? _failedStep;
     private Activity? _activity;
     private RunScope? _scope;
-    private OutcomeWritten? _written; // with the run a completion claimed for this slot, told to the poller as the actor stops
 
-    /// <summary>A RunActor for a run leased until <paramref name="localDeadline"/>, a local monotonic timestamp (<see cref="WorkerContext.LeaseDeadline"/>).</summary>
-    public RunActor(WorkerContext ctx, ClaimedRun run, WorkflowDefinition definition, IActorRef renewer, IActorRef onFailure, long localDeadline)
+    /// <summary>A pooled RunActor of a poller, idle until its first <see cref="StartRun"/>.</summary>
+    public RunActor(WorkerContext ctx, IActorRef renewer, IActorRef onFailure)
     {
         _ctx = ctx;
-        _run = run;
-        _definition = definition;
         _renewer = renewer;
         _onFailure = onFailure;
-        _recorded = new Dictionary<string, CachedStep>(run.CachedSteps, StringComparer.Ordinal);
-        _replayOrder = run.CachedSteps.Count > 1 ? [.. run.CachedSteps.OrderBy(kv => kv.Value.Seq).Select(kv => kv.Key)] : [];
-        _localDeadline = localDeadline;
     }
 
     public ITimerScheduler Timers { get; set; } = null!;
 
-    // One switch instead of ReceiveActor's handler table: this actor is created once per run, and building
-    // the table is a measurable part of a run's cost on the worker.
+    // One switch instead of ReceiveActor's handler table (cheaper to build, and to match on).
     protected override void OnReceive(object message)
+    {
+        switch (message)
+        {
+            case StartRun m: Begin(m); return;
+            case ForTurn m when _phase != Phase.Idle && m.Turn == _self.Number: OnTurnMessage(m.Message); return;
+            case ForTurn m: OnLateMessage(m); return;
+            case Terminated m when m.ActorRef.Equals(_steps): _steps = null; return; // stopped by a fault: the next step makes another
+            case StopRun when _phase == Phase.Idle: return;
+            case StopRun: OnTurnMessage(message); return; // told by the poller to every RunActor it holds
+            default:
+                if (_phase == Phase.Idle) Unhandled(message);
+                else OnTurnMessage(message); // this turn's timers (an earlier turn's were canceled with it)
+                return;
+        }
+    }
+
+    /// <summary>
+    /// A message for an earlier run: a handler that lost its lease and ran on, a write's answer, a renewal in flight. The
+    /// run is not this actor's any more; a call of its handler is answered "lease lost", so the handler ends.
+    /// </summary>
+    private static void OnLateMessage(ForTurn late)
+    {
+        switch (late.Message)
+        {
+            case RunStep m: Replies.Fail(m.Reply, new LeaseLostException(late.RunId)); break;
+            case RunWait m: Replies.Fail(m.Reply, new LeaseLostException(late.RunId)); break;
+        }
+    }
+
+    private void OnTurnMessage(object message)
     {
         if (_phase == Phase.Suspending && message is RunStep or RunWait or HandlerSucceeded or HandlerFailed)
         {
@@ -204,7 +263,6 @@ internal sealed class RunActor : UntypedActor, IWithTimers
                 StepEnded();
                 break;
             case StepInterrupted: StepEnded(); break;
-            case Terminated m when m.ActorRef.Equals(_steps): _steps = null; break; // stopped by a fault: the next step makes another
             case HandlerIdle:
                 _busy--;
                 MaybeSuspend();
@@ -246,9 +304,41 @@ internal sealed class RunActor : UntypedActor, IWithTimers
     /// <summary>The StepActor owns no handler; if it faults it is stopped (its unanswered step calls fail, see StepActor.PostStop).</summary>
     protected override SupervisorStrategy SupervisorStrategy() => new OneForOneStrategy(_ => Directive.Stop);
 
-    protected override void PreStart()
+    /// <summary>Takes a leased run: this turn's state set anew, then the handler started (or the lease renewed first).</summary>
+    private void Begin(StartRun m)
     {
-        _renewer.Tell(new TrackLease(_run.Id, _run.Token, Self, _progress));
+        if (_phase != Phase.Idle)
+        {
+            // Never: the poller tells StartRun only to an idle actor. Refused loudly rather than mixing two runs.
+            throw new InvalidOperationException($"RunActor told to start run {m.Run.Id} while it holds run {_run.Id}");
+        }
+        var run = m.Run;
+        _run = run;
+        _definition = m.Definition;
+        _self = m.Turn;
+        _stop = new RunStop();
+        _recorded.Clear();
+        foreach (var (name, step) in run.CachedSteps) _recorded[name] = step;
+        _replayOrder = run.CachedSteps.Count > 1 ? [.. run.CachedSteps.OrderBy(kv => kv.Value.Seq).Select(kv => kv.Key)] : [];
+        _replayed.Clear();
+        _replayNext = 0;
+        _held.Clear();
+        _waits.Clear();
+        _stash.Clear();
+        _runningSteps = 0;
+        _progress = new RunProgress();
+        _busy = 0;
+        _suspendAttempts = 0;
+        _started = WorkerContext.Now();
+        _localDeadline = m.LocalDeadline;
+        _outcome = null;
+        _write = null;
+        _writeAttempts = 0;
+        _failedStep = null;
+        _activity = null;
+        _scope = null;
+
+        _renewer.Tell(new TrackLease(_run.Id, _run.Token, _self, _progress));
         var left = WorkerContext.Until(_localDeadline) - _ctx.FenceMargin;
         if (left <= TimeSpan.Zero)
         {
@@ -265,7 +355,7 @@ internal sealed class RunActor : UntypedActor, IWithTimers
 
     protected override void PostStop()
     {
-        if (_phase != Phase.Finished)
+        if (_phase != Phase.Idle)
         {
             _activity?.Dispose();
             // Stopped without an outcome (a fault, or the actor system shutting down): hand the run back.
@@ -276,9 +366,9 @@ internal sealed class RunActor : UntypedActor, IWithTimers
             _ = _ctx.Store.HandBackAsync(_run.Id, _run.Token, TimeSpan.Zero).ContinueWith(
                 t => health.Failed($"handing back run {runId} after a fault (the reaper will take it back)", t.Exception!),
                 TaskContinuationOptions.OnlyOnFaulted);
+            // Its run's attempt is over without an outcome: the poller frees the slot (this actor leaves the pool).
+            Context.Parent.Tell(new RunEnded(_run.Id, _run.Token, [], Pooled: false));
         }
-        // Exactly once per RunActor, whatever ended it: the poller frees the slot or passes it on to the next run.
-        Context.Parent.Tell(new RunEnded(_run.Id, _run.Token, _written?.Next ?? [], _written?.SentAt ?? 0, _written?.ReceivedAt ?? 0));
     }
 
     private void StartHandler()
@@ -288,7 +378,7 @@ internal sealed class RunActor : UntypedActor, IWithTimers
         RedflowTelemetry.RunsStarted.Add(1, RedflowTelemetry.WorkflowTags(_run.Workflow, _run.Queue));
         if (_run.Woken) RedflowTelemetry.RunsResumed.Add(1, RedflowTelemetry.WorkflowTags(_run.Workflow, _run.Queue));
         var info = new RunInfo(_run.Id, _run.Workflow, _run.Queue, _run.Attempt, _run.MaxAttempts);
-        var scope = _scope = new RunScope(info, _stop, new ActorStepApi(Self, _stop.Token, _ctx, _run), _ctx.Options.Services);
+        var scope = _scope = new RunScope(info, _stop, new ActorStepApi(_self, _stop.Token, _ctx, _run), _ctx.Options.Services);
         // The run's span continues the trace of the code that emitted it. It becomes the current activity (and a log
         // scope carries the run's ids) only inside the handler's task: the actor's own thread is left as it was.
         var previous = Activity.Current;
@@ -300,14 +390,14 @@ internal sealed class RunActor : UntypedActor, IWithTimers
             // The handler runs as a task off the actor's thread; its outcome comes back as a message. Once its code has
             // reached its first await, the actor is told it is idle.
             _busy++;
-            var (self, definition, input) = (Self, _definition, _run.Input);
+            var (self, definition, input) = (_self, _definition, _run.Input);
             Task.Run(() =>
                 {
                     var handler = definition.ExecuteAsync(input, scope);
                     self.Tell(HandlerIdle.Instance);
                     return handler;
                 })
-                .PipeTo(Self, success: output => new HandlerSucceeded(output), failure: ex => new HandlerFailed(ex));
+                .PipeTo(_self, success: output => new HandlerSucceeded(output), failure: ex => new HandlerFailed(ex));
         }
         Activity.Current = previous;
     }
@@ -328,13 +418,14 @@ internal sealed class RunActor : UntypedActor, IWithTimers
         }
         _runningSteps++;
         _progress.Step = step.Name;
-        // One StepActor runs this attempt's steps, made with its first step (and again if a fault stopped it).
+        // One StepActor runs the steps of this actor's runs, made with the first (and again if a fault stopped it).
         if (_steps is null)
         {
-            _steps = Context.ActorOf(Props.Create<StepActor>(_ctx, _run, _stop.Token), "steps-" + ++_stepActors);
+            var ctx = _ctx;
+            _steps = Context.ActorOf(Props.Create(() => new StepActor(ctx)), "steps-" + ++_stepActors);
             Context.Watch(_steps);
         }
-        _steps.Tell(step);
+        _steps.Tell(new StepCall(step, _run, _stop.Token, _self));
     }
 
     // The StepActor answers the handler's call itself (Replies, telling this actor HandlerIdle after it).
@@ -348,7 +439,7 @@ internal sealed class RunActor : UntypedActor, IWithTimers
     private void Reply(IReadOnlyList<Action> inOrder)
     {
         _busy++;
-        Replies.Run(inOrder, Self);
+        Replies.Run(inOrder, _self);
     }
 
     private void Reply(Action complete) => Reply([complete]);
@@ -379,7 +470,7 @@ internal sealed class RunActor : UntypedActor, IWithTimers
         // A child is started first (its emit, idempotent by its derived id), as part of the wait: not pending meanwhile.
         call.Checking = true;
         var step = wait.Step;
-        m.StartChild().PipeTo(Self, success: id => new ChildStarted(step, id), failure: ex => new ChildStartFailed(step, ex));
+        m.StartChild().PipeTo(_self, success: id => new ChildStarted(step, id), failure: ex => new ChildStartFailed(step, ex));
     }
 
     private void OnChildStarted(ChildStarted m)
@@ -401,7 +492,7 @@ internal sealed class RunActor : UntypedActor, IWithTimers
         if (_phase != Phase.Running || !_waits.TryGetValue(step, out var call)) return;
         call.Checking = true;
         _ctx.Store.WaitAsync(_run.Id, _run.Token, _run.Attempt, call.Request)
-            .PipeTo(Self, success: a => new WaitChecked(step, a), failure: ex => new WaitCheckFailed(step, ex));
+            .PipeTo(_self, success: a => new WaitChecked(step, a), failure: ex => new WaitCheckFailed(step, ex));
     }
 
     private void OnWaitChecked(WaitChecked m)
@@ -504,7 +595,7 @@ internal sealed class RunActor : UntypedActor, IWithTimers
         _phase = Phase.Suspending;
         var waits = _waits.Values.Select(c => new PendingWait(c.Request, c.DeadlineMs)).ToList();
         _ctx.Store.SuspendAsync(_run.Id, _run.Token, waits)
-            .PipeTo(Self, success: o => new SuspendAnswered(o), failure: ex => new SuspendFailed(ex));
+            .PipeTo(_self, success: o => new SuspendAnswered(o), failure: ex => new SuspendFailed(ex));
     }
 
     private void OnSuspendAnswered(SuspendOutcome outcome)
@@ -544,7 +635,7 @@ internal sealed class RunActor : UntypedActor, IWithTimers
     {
         var stashed = _stash.ToList();
         _stash.Clear();
-        foreach (var message in stashed) OnReceive(message);
+        foreach (var message in stashed) OnTurnMessage(message);
     }
 
     // ---- replay order ------------------------------------------------------------------------------------
@@ -669,7 +760,7 @@ internal sealed class RunActor : UntypedActor, IWithTimers
     /// <summary>Chooses the run's outcome (once) and writes it; a Redis error is retried in place until the lease runs out.</summary>
     private void Record(RunOutcome outcome, Func<Task<OutcomeWritten>> write)
     {
-        if (_phase is Phase.Recording or Phase.Finished) return;
+        if (_phase is Phase.Recording or Phase.Idle) return;
         _phase = Phase.Recording;
         _outcome = outcome;
         _write = write;
@@ -677,18 +768,17 @@ internal sealed class RunActor : UntypedActor, IWithTimers
     }
 
     private void Write() =>
-        _write!().PipeTo(Self, failure: ex => new OutcomeFailed(ex));
+        _write!().PipeTo(_self, failure: ex => new OutcomeFailed(ex));
 
     private void OnOutcomeWritten(OutcomeWritten m)
     {
         _ctx.Health.RedisOk();
-        _written = m;
         if (m.Outcome == WriteOutcome.Fenced)
             _log.Warning("Run {0}: {1} not recorded: the lease was lost", _run.Id, _outcome);
         else if (m.Outcome == WriteOutcome.Ok)
             CountOutcome(m.WillRetry);
         _activity?.SetTag("redflow.outcome", m.Outcome == WriteOutcome.Fenced ? "fenced" : OutcomeTag(_outcome!.Value));
-        Finish(_outcome!.Value);
+        Finish(_outcome!.Value, m);
     }
 
     private void CountOutcome(bool willRetry)
@@ -762,10 +852,14 @@ internal sealed class RunActor : UntypedActor, IWithTimers
         else _log.Info(format, args);
     }
 
-    private void Finish(RunOutcome outcome)
+    /// <summary>
+    /// Ends the run's attempt on this actor: the lease untracked, this turn's timers canceled, and the poller told (with
+    /// the run a completion claimed for the slot, from <paramref name="written"/>); the actor is idle until its next run.
+    /// </summary>
+    private void Finish(RunOutcome outcome, OutcomeWritten? written = null)
     {
-        if (_phase == Phase.Finished) return;
-        _phase = Phase.Finished;
+        if (_phase == Phase.Idle) return;
+        _phase = Phase.Idle;
         _outcome ??= outcome;
         RedflowTelemetry.RunDuration.Record((-WorkerContext.Until(_started)).TotalMilliseconds, RedflowTelemetry.WorkflowTags(_run.Workflow, _run.Queue));
         if (outcome is RunOutcome.LeaseLost or RunOutcome.Suspended) _activity?.SetTag("redflow.outcome", OutcomeTag(outcome));
@@ -773,7 +867,9 @@ internal sealed class RunActor : UntypedActor, IWithTimers
             _activity?.SetStatus(ActivityStatusCode.Error, outcome == RunOutcome.LeaseLost ? "lease lost" : "failed");
         _activity?.Dispose();
         _renewer.Tell(new UntrackLease(_run.Id, _run.Token));
-        Context.Stop(Self);
+        Timers.CancelAll();
+        // Exactly once per run: the poller passes the slot on to the next run (to this actor), or frees it.
+        Context.Parent.Tell(new RunEnded(_run.Id, _run.Token, written?.Next ?? [], written?.SentAt ?? 0, written?.ReceivedAt ?? 0, Pooled: true));
     }
 
     /// <summary>The outcome as the run span's <c>redflow.outcome</c> tag.</summary>
