@@ -52,8 +52,8 @@ for line in open(sys.argv[1]):
         vals[(workload, k)][commit].append(float(v))
 keys = [('throughput_nostep', 'runs_per_s'), ('throughput_1step', 'runs_per_s'), ('latency', 'p50_ms'), ('latency', 'p99_ms'),
         ('ten_steps', 'steps_per_s'), ('children', 'runs_per_s'), ('memory', 'peak_working_set_mb'),
-        ('throughput_nostep', 'worker_cpu_us'), ('throughput_nostep', 'redis_cpu_us'), ('throughput_nostep', 'redis_commands'),
-        ('throughput_1step', 'worker_cpu_us'), ('throughput_1step', 'redis_cpu_us'), ('throughput_1step', 'redis_commands')]
+        ('throughput_nostep', 'worker_cpu_us'), ('throughput_nostep', 'worker_alloc_kb'), ('throughput_nostep', 'redis_cpu_us'), ('throughput_nostep', 'redis_commands'),
+        ('throughput_1step', 'worker_cpu_us'), ('throughput_1step', 'worker_alloc_kb'), ('throughput_1step', 'redis_cpu_us'), ('throughput_1step', 'redis_commands')]
 print('| workload | metric | ' + ' | '.join(f'{c} median (min-max)' for c in commits) + ' |')
 print('| --- | --- | ' + ' | '.join('---:' for _ in commits) + ' |')
 for w, k in keys:
