@@ -22,10 +22,9 @@ internal sealed record StepCall(RunStep Step, ClaimedRun Run, CancellationToken 
 /// </summary>
 internal sealed class StepActor : UntypedActor, IWithTimers
 {
-    private sealed record FunctionDone(int Call, string Output);
     private sealed record FunctionFailed(int Call, Exception Error);
     private sealed record Recorded(int Call, WriteOutcome Outcome, string Output);
-    private sealed record RecordFailed(int Call, Exception Error);
+    private sealed record RecordFailed(int Call, Exception Error, string Output, TimeSpan Ran);
     private sealed record RetryRecord(int Call);
 
     /// <summary>A step call in progress.</summary>
@@ -56,12 +55,11 @@ internal sealed class StepActor : UntypedActor, IWithTimers
         switch (message)
         {
             case StepCall m: Start(m); break;
-            case FunctionDone m when _calls.TryGetValue(m.Call, out var call): OnFunctionDone(m.Call, call, m.Output); break;
             case FunctionFailed m when _calls.ContainsKey(m.Call): Fail(m.Call, Unwrap(m.Error)); break;
             case Recorded m when _calls.TryGetValue(m.Call, out var call): OnRecorded(m.Call, call, m); break;
             case RecordFailed m when _calls.TryGetValue(m.Call, out var call): OnRecordFailed(m.Call, call, m); break;
             case RetryRecord m when _calls.TryGetValue(m.Call, out var call): Record(m.Call, call); break;
-            case FunctionDone or FunctionFailed or Recorded or RecordFailed or RetryRecord: break; // a call answered already
+            case FunctionFailed or Recorded or RecordFailed or RetryRecord: break; // a call answered already
             default: Unhandled(message); break;
         }
     }
@@ -69,19 +67,46 @@ internal sealed class StepActor : UntypedActor, IWithTimers
     private void Start(StepCall m)
     {
         var id = ++_nextCall;
-        var step = m.Step;
-        _calls[id] = new Call(m);
+        var call = _calls[id] = new Call(m);
         // Task.Run: a step function that blocks synchronously must not block this actor's thread. Inside it, the
-        // step's span is the current activity and the log scope names the run and the step.
-        using (_ctx.LogScope(m.Run, step.Name))
+        // step's span is the current activity and the log scope names the run and the step. The result is recorded from
+        // the same continuation, with no message round through this actor in between; only a failed record comes back
+        // here to be retried.
+        using (_ctx.LogScope(m.Run, m.Step.Name))
         {
-            var token = m.RunToken;
-            Task.Run(() =>
-                {
-                    System.Diagnostics.Activity.Current = step.Activity;
-                    return StepApi.InvokeAsync(step.Name, step.Invoke, step.Options, token);
-                })
-                .PipeTo(Self, success: json => new FunctionDone(id, json), failure: ex => new FunctionFailed(id, ex));
+            var (ctx, started) = (_ctx, call.Started);
+            Task.Run(() => RunAndRecordAsync(ctx, id, m, started)).PipeTo(Self, failure: ex => new FunctionFailed(id, ex));
+        }
+    }
+
+    /// <summary>Runs a step's function, then records its result (off the actor's thread, touching none of its state); answers what became of it.</summary>
+    private static async Task<object> RunAndRecordAsync(WorkerContext ctx, int id, StepCall m, long started)
+    {
+        var (step, run) = (m.Step, m.Run);
+        System.Diagnostics.Activity.Current = step.Activity;
+        string output;
+        try
+        {
+            output = await StepApi.InvokeAsync(step.Name, step.Invoke, step.Options, m.RunToken).ConfigureAwait(false);
+        }
+        catch (Exception ex)
+        {
+            return new FunctionFailed(id, ex);
+        }
+        var ran = WorkerContext.Until(started).Negate();
+        RedflowTelemetry.StepDuration.Record(ran.TotalMilliseconds, RedflowTelemetry.WorkflowTags(run.Workflow, run.Queue));
+        var size = System.Text.Encoding.UTF8.GetByteCount(output);
+        if (size > ctx.Options.MaxPayloadBytes)
+            return new FunctionFailed(id, new NonRetriableException($"The result of step '{step.Name}' of workflow '{run.Workflow}' is {size} bytes of JSON; the limit is {ctx.Options.MaxPayloadBytes} (StartWorkerOptions.MaxPayloadBytes)."));
+        // Durability point: the step's result is recorded once, fenced by the run's token.
+        try
+        {
+            var recorded = await ctx.Store.RecordStepAsync(run.Id, run.Token, step.Name, run.Attempt, output, ran).ConfigureAwait(false);
+            return new Recorded(id, recorded.Outcome, recorded.Output);
+        }
+        catch (Exception ex)
+        {
+            return new RecordFailed(id, ex, output, ran);
         }
     }
 
@@ -96,24 +121,10 @@ internal sealed class StepActor : UntypedActor, IWithTimers
         _calls.Clear();
     }
 
-    private void OnFunctionDone(int id, Call call, string output)
-    {
-        call.Ran = WorkerContext.Until(call.Started).Negate();
-        RedflowTelemetry.StepDuration.Record(call.Ran.TotalMilliseconds, RedflowTelemetry.WorkflowTags(call.Run.Workflow, call.Run.Queue));
-        var size = System.Text.Encoding.UTF8.GetByteCount(output);
-        if (size > _ctx.Options.MaxPayloadBytes)
-        {
-            Fail(id, new NonRetriableException($"The result of step '{call.Step.Name}' of workflow '{call.Run.Workflow}' is {size} bytes of JSON; the limit is {_ctx.Options.MaxPayloadBytes} (StartWorkerOptions.MaxPayloadBytes)."));
-            return;
-        }
-        call.Output = output;
-        Record(id, call);
-    }
-
-    // Durability point: the step's result is recorded once, fenced by the run's token.
+    // Durability point: a step's record retried after a Redis error (the first try is in RunAndRecordAsync).
     private void Record(int id, Call call) =>
         _ctx.Store.RecordStepAsync(call.Run.Id, call.Run.Token, call.Step.Name, call.Run.Attempt, call.Output, call.Ran)
-            .PipeTo(Self, success: r => new Recorded(id, r.Outcome, r.Output), failure: ex => new RecordFailed(id, ex));
+            .PipeTo(Self, success: r => new Recorded(id, r.Outcome, r.Output), failure: ex => new RecordFailed(id, ex, call.Output, call.Ran));
 
     private void OnRecorded(int id, Call call, Recorded m)
     {
@@ -142,6 +153,8 @@ internal sealed class StepActor : UntypedActor, IWithTimers
             Replies.Fail(call.Step.Reply, new OperationCanceledException(call.RunToken), call.Turn);
             return;
         }
+        call.Output = m.Output;
+        call.Ran = m.Ran;
         _ctx.Health.Failed($"recording step '{call.Step.Name}' of run {call.Run.Id}", m.Error);
         Timers.StartSingleTimer(id, new RetryRecord(id), Backoff.Delay(++call.RecordAttempts)); // one timer per call, keyed by its id
     }
