@@ -243,6 +243,77 @@ public sealed class CoreTests : WorkerTest
     }
 
     [Fact]
+    public async Task A_pooled_RunActor_s_next_run_is_untouched_by_the_late_messages_of_its_previous_run()
+    {
+        // One slot, so one pooled RunActor holds one run after the other. Its first run loses its lease while its
+        // handler (a zombie, ignoring its token) runs on; the next run on the same actor is the same run, taken over.
+        // The zombie's late step record, step call and result reach the actor while it holds the next run.
+        var zombieInStep = new TaskCompletionSource();
+        var freshInStep = new TaskCompletionSource();
+        var releaseZombie = new TaskCompletionSource();
+        var releaseFresh = new TaskCompletionSource();
+        var zombieDone = new TaskCompletionSource<Exception?>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var invocation = 0;
+        var workflow = Workflows.Define<Signup, string>("pooled", async ctx =>
+        {
+            if (ctx.Input.UserId != "x") return "other";
+            if (Interlocked.Increment(ref invocation) > 1)
+                return await ctx.Step.RunAsync("write", async ct =>
+                {
+                    freshInStep.TrySetResult();
+                    await releaseFresh.Task;
+                    return "fresh";
+                });
+            try
+            {
+                await ctx.Step.RunAsync("write", async ct =>
+                {
+                    zombieInStep.TrySetResult();
+                    await releaseZombie.Task; // ignores its token on purpose
+                    return "stale";
+                });
+            }
+            catch (Exception)
+            {
+                // The lease is lost: a zombie goes on anyway, while the actor holds the next run.
+            }
+            await releaseZombie.Task;
+            await Task.Delay(100);
+            Exception? late = null;
+            try { await ctx.Step.RunAsync("late", ct => Task.FromResult("late")); }
+            catch (Exception ex) { late = ex; }
+            zombieDone.TrySetResult(late);
+            return "stale";
+        }, new WorkflowOptions { MaxConcurrency = 5 });
+        await StartWorkerAsync(new StartWorkerOptions { Workflows = [workflow], Concurrency = 1, Lease = TimeSpan.FromSeconds(6) });
+        var handle = await Client.EmitWorkflowAsync(workflow, new Signup("x"));
+        await zombieInStep.Task.WaitAsync(Generous);
+
+        // Take the run over: its lease expires in Redis; the renewer learns it is lost, the slot frees, and the same
+        // worker claims the run again under a new token, on the same (only) RunActor.
+        var store = TestEnv.Store(Prefix);
+        await TestEnv.Db.SortedSetAddAsync(store.Keys.Leases("default"), handle.RunId, 0);
+        await freshInStep.Task.WaitAsync(Generous);
+
+        // Now the zombie's step ends (its record is fenced), it calls another step and returns: all late, for the run the
+        // actor held before.
+        releaseZombie.SetResult();
+        var late = await zombieDone.Task.WaitAsync(Generous);
+        Assert.True(late is LeaseLostException or OperationCanceledException, $"the zombie's late step call failed: {late}");
+        await Task.Delay(300); // its result, told to the actor, comes and goes meanwhile
+
+        releaseFresh.SetResult();
+        Assert.Equal("fresh", await handle.ResultAsync(Generous));
+        var steps = await Client.GetRunStepsAsync(handle.RunId);
+        var step = Assert.Single(steps); // "late" never recorded
+        Assert.Equal("write", step.Name);
+        Assert.Equal("fresh", step.Output!.Value.GetString());
+        Assert.Equal(2, Volatile.Read(ref invocation)); // the next run was not ended by the zombie's "lease lost" (no third holder)
+        // The actor goes on with the next run as usual.
+        Assert.Equal("other", await (await Client.EmitWorkflowAsync(workflow, new Signup("y"))).ResultAsync(Generous));
+    }
+
+    [Fact]
     public async Task Graceful_stop_hands_running_runs_back_and_loses_nothing()
     {
         var started = 0;
