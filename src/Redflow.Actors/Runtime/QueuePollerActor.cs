@@ -21,9 +21,11 @@ internal sealed record StartClaimed(ClaimedRun Run, long SentAt, long ReceivedAt
 /// Told to its poller by a RunActor, once per run: the run's attempt is over. <paramref name="Next"/> holds the run its
 /// completion claimed for the same slot, sent and answered at these local timestamps: the slot passes on to it. Carrying
 /// the next run in the same message as the end means the two cannot be told apart by a race. <paramref name="Pooled"/>:
-/// the RunActor (the sender) is idle and takes another run; false when it is stopping (a fault: it handed its run back).
+/// the RunActor (the sender) is idle and takes another run; false when it is stopping (a fault: it handed its run back)
+/// or when it went on with the run its completion claimed itself (<paramref name="ContinuedWith"/>: a run of the same
+/// queue, so the slot stays with it and no message round through the poller comes between the two runs).
 /// </summary>
-internal sealed record RunEnded(string RunId, string Token, IReadOnlyList<ClaimedRun> Next, long SentAt = 0, long ReceivedAt = 0, bool Pooled = true);
+internal sealed record RunEnded(string RunId, string Token, IReadOnlyList<ClaimedRun> Next, long SentAt = 0, long ReceivedAt = 0, bool Pooled = true, StartRun? ContinuedWith = null);
 
 /// <summary>
 /// One per queue; runs each leased run of its queue on a supervised RunActor of its pool (an idle one, or a new one
@@ -51,7 +53,6 @@ internal sealed class QueuePollerActor : ReceiveActor
     private readonly List<IActorRef> _idle = []; // pooled RunActors holding no run, the last one idle first to go
     private readonly Props _runActor;
     private int _runActors;
-    private int _turns; // runs started here: each run's turn number, unique among this poller's RunActors
 
     public QueuePollerActor(WorkerContext ctx, string queue, IActorRef renewer, IActorRef onFailure)
     {
@@ -108,6 +109,12 @@ internal sealed class QueuePollerActor : ReceiveActor
     {
         if (_runs.TryGetValue(m.RunId, out var run) && run.Token == m.Token) _runs.Remove(m.RunId);
         if (m.Pooled) _idle.Add(Sender);
+        if (m.ContinuedWith is { } continued)
+        {
+            // The RunActor started the run its completion claimed: this poller only learns it holds that run now.
+            Track(continued.Run, continued.Turn);
+            return; // the slot passed on with it
+        }
         var passedOn = false;
         foreach (var next in m.Next)
         {
@@ -152,12 +159,8 @@ internal sealed class QueuePollerActor : ReceiveActor
                 $"handing back run {run.Id} of workflow '{run.Workflow}'");
             return false;
         }
-        if (_runs.TryGetValue(run.Id, out var existing))
-        {
-            if (existing.Token == run.Token) return false; // a repeated claim answer: already running here
-            // The run was taken over and came back to this worker: the older holder is fenced by the new token.
-            existing.Turn.Tell(LeaseLost.Instance);
-        }
+        if (_runs.TryGetValue(run.Id, out var existing) && existing.Token == run.Token)
+            return false; // a repeated claim answer: already running here
         var deadline = _ctx.LeaseDeadline(run.LeaseDeadlineMs, sentAt, receivedAt);
         IActorRef actor;
         if (_idle.Count > 0)
@@ -170,10 +173,17 @@ internal sealed class QueuePollerActor : ReceiveActor
             actor = Context.ActorOf(_runActor, "run-" + ++_runActors);
             Context.Watch(actor);
         }
-        var turn = new TurnRef(actor, ++_turns, run.Id);
+        var turn = new TurnRef(actor, _ctx.NextTurn(), run.Id);
         actor.Tell(new StartRun(run, definition, deadline, turn));
-        _runs[run.Id] = (run.Token, turn);
+        Track(run, turn);
         return true;
+    }
+
+    /// <summary>Records that <paramref name="turn"/> holds <paramref name="run"/>; an older holder of the run here (taken over, then back to this worker) is fenced by the new token.</summary>
+    private void Track(ClaimedRun run, TurnRef turn)
+    {
+        if (_runs.TryGetValue(run.Id, out var existing) && existing.Token != run.Token) existing.Turn.Tell(LeaseLost.Instance);
+        _runs[run.Id] = (run.Token, turn);
     }
 
     /// <summary>A write this poller does not wait for: a failure is reported to the worker's health (the lease then lapses and the run is taken back).</summary>

@@ -24,7 +24,7 @@ internal sealed record ForTurn(int Turn, string RunId, object Message);
 /// </summary>
 internal sealed class TurnRef(IActorRef actor, int turn, string runId) : ICanTell
 {
-    /// <summary>The turn's number, unique among the RunActors of its poller.</summary>
+    /// <summary>The turn's number, unique among the worker's RunActors (<see cref="WorkerContext.NextTurn"/>).</summary>
     public int Number => turn;
 
     /// <summary>Tells the run's RunActor <paramref name="message"/>, for this turn only.</summary>
@@ -868,7 +868,18 @@ internal sealed class RunActor : UntypedActor, IWithTimers
         _activity?.Dispose();
         _renewer.Tell(new UntrackLease(_run.Id, _run.Token));
         Timers.CancelAll();
-        // Exactly once per run: the poller passes the slot on to the next run (to this actor), or frees it.
+        // Exactly once per run. The run the completion claimed for this slot, of this actor's queue and a workflow this
+        // worker has, starts here at once (the poller is told it holds it now); any other goes through the poller,
+        // which passes the slot on (to this actor, idle again) or frees it.
+        if (written is { Next: [var next] } && next.Queue == _run.Queue && !_ctx.Lifecycle.Draining
+            && _ctx.Workflows.TryGetValue(next.Workflow, out var definition))
+        {
+            var start = new StartRun(next, definition, _ctx.LeaseDeadline(next.LeaseDeadlineMs, written.SentAt, written.ReceivedAt),
+                new TurnRef(Self, _ctx.NextTurn(), next.Id));
+            Context.Parent.Tell(new RunEnded(_run.Id, _run.Token, [], Pooled: false, ContinuedWith: start));
+            Begin(start);
+            return;
+        }
         Context.Parent.Tell(new RunEnded(_run.Id, _run.Token, written?.Next ?? [], written?.SentAt ?? 0, written?.ReceivedAt ?? 0, Pooled: true));
     }
 

@@ -25,6 +25,10 @@ internal sealed record WorkerContext(StartWorkerOptions Options, RedisStore Stor
     /// <summary>The worker's queues, in their priority order.</summary>
     public IReadOnlyList<string> Queues => NextRun.Queues;
 
+    /// <summary>A new turn number (<see cref="TurnRef"/>): unique among the runs started on this worker's RunActors.</summary>
+    public int NextTurn() => Interlocked.Increment(ref _turns);
+    private int _turns;
+
     /// <summary>Whether this worker reaches Redis, and when its pollers and lease renewal last worked (for health checks).</summary>
     public WorkerHealth Health { get; } = new(
         (Options.LoggerFactory ?? Microsoft.Extensions.Logging.Abstractions.NullLoggerFactory.Instance).CreateLogger("Redflow.Worker"), Node);
