@@ -108,6 +108,7 @@ async Task Latency(int rate, int seconds)
     var samples = new ConcurrentBag<double>();
     var emitSamples = new ConcurrentBag<double>(); // emit only: until EmitWorkflowAsync returns (the run is in Redis)
     var runIds = new ConcurrentBag<string>();
+    var resultAtMs = new ConcurrentDictionary<string, long>(); // wall clock (same machine as Redis) when the result arrived
     var total = rate * seconds;
     var start = Stopwatch.GetTimestamp();
     var tasks = new List<Task>(total);
@@ -123,6 +124,7 @@ async Task Latency(int rate, int seconds)
                 emitSamples.Add(Stopwatch.GetElapsedTime(t0).TotalMilliseconds);
                 runIds.Add(handle.RunId);
                 await handle.ResultAsync(TimeSpan.FromSeconds(30));
+                resultAtMs[handle.RunId] = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
                 samples.Add(Stopwatch.GetElapsedTime(t0).TotalMilliseconds);
             }));
         await Task.Delay(1);
@@ -130,19 +132,22 @@ async Task Latency(int rate, int seconds)
     await Task.WhenAll(tasks);
     var sorted = samples.Order().ToArray();
     var emitSorted = emitSamples.Order().ToArray();
-    // Where the time goes, from the runs' records (Redis clock, ms): queued (created -> leased) and running (leased -> finished).
+    // Where the time goes, from the runs' records (Redis clock, ms): queued (created -> leased), running (leased ->
+    // finished) and told (finished -> the result returned to the caller, on this machine's wall clock).
     var legs = await Task.WhenAll(runIds.Select(async id =>
     {
         var f = await db.HashGetAsync($"{{{prefix}}}:run:{id}", ["created_at", "leased_at", "finished_at"]);
-        return ((double)f[1] - (double)f[0], (double)f[2] - (double)f[1]);
+        return ((double)f[1] - (double)f[0], (double)f[2] - (double)f[1], resultAtMs[id] - (double)f[2]);
     }));
     var queued = legs.Select(l => l.Item1).Order().ToArray();
     var running = legs.Select(l => l.Item2).Order().ToArray();
+    var told = legs.Select(l => l.Item3).Order().ToArray(); // finished in Redis -> the result in the caller's hands
     Print("latency", ("rate", rate), ("p50_ms", sorted[sorted.Length / 2]), ("p99_ms", sorted[(int)(sorted.Length * 0.99)]),
         ("p90_ms", sorted[(int)(sorted.Length * 0.90)]), ("max_ms", sorted[^1]), ("runs", sorted.Length),
         ("emit_p50_ms", emitSorted[emitSorted.Length / 2]), ("emit_p99_ms", emitSorted[(int)(emitSorted.Length * 0.99)]),
         ("queued_p50_ms", queued[queued.Length / 2]), ("queued_p99_ms", queued[(int)(queued.Length * 0.99)]),
-        ("running_p50_ms", running[running.Length / 2]), ("running_p99_ms", running[(int)(running.Length * 0.99)]));
+        ("running_p50_ms", running[running.Length / 2]), ("running_p99_ms", running[(int)(running.Length * 0.99)]),
+        ("told_p50_ms", told[told.Length / 2]), ("told_p99_ms", told[(int)(told.Length * 0.99)]));
 }
 
 async Task TenSteps(int n)
