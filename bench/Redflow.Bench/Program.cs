@@ -132,12 +132,13 @@ async Task Latency(int rate, int seconds)
     await Task.WhenAll(tasks);
     var sorted = samples.Order().ToArray();
     var emitSorted = emitSamples.Order().ToArray();
-    // Where the time goes, from the runs' records (Redis clock, ms): queued (created -> leased), running (leased ->
-    // finished) and told (finished -> the result returned to the caller, on this machine's wall clock).
+    // Where the time goes, from the runs' records (Redis clock, ms): queued (created -> started: one attempt each, so its
+    // lease), running (started -> finished) and told (finished -> the result returned, on this machine's wall clock).
     var legs = await Task.WhenAll(runIds.Select(async id =>
     {
-        var f = await db.HashGetAsync($"{{{prefix}}}:run:{id}", ["created_at", "leased_at", "finished_at"]);
-        return ((double)f[1] - (double)f[0], (double)f[2] - (double)f[1], resultAtMs[id] - (double)f[2]);
+        var run = (await client.GetRunAsync(id))!;
+        var (created, started, finished) = (run.CreatedAt.ToUnixTimeMilliseconds(), run.StartedAt!.Value.ToUnixTimeMilliseconds(), run.FinishedAt!.Value.ToUnixTimeMilliseconds());
+        return ((double)(started - created), (double)(finished - started), (double)(resultAtMs[id] - finished));
     }));
     var queued = legs.Select(l => l.Item1).Order().ToArray();
     var running = legs.Select(l => l.Item2).Order().ToArray();

@@ -689,16 +689,17 @@ internal sealed class FaultHarness : IAsyncDisposable
         }
 
         // A healthy run never fails: Redis pauses, restarts and dropped connections are not its workers dying (G4). The
-        // one exception is G4's own rule: a run whose last AbandonAfter (3) holders the harness killed (or stopped past the
+        // one exception is G4's own rule: a run whose last AbandonAfter holders the harness killed (or stopped past the
         // lease) while they ran it is abandoned, rightly (random faults can land on one long step's holders in a row).
+        const int abandonAfter = 3; // StartWorkerOptions.AbandonAfter's default, which the fault workers keep
         HashSet<int> dead;
         lock (_gate) dead = [.. _deadPids];
         foreach (var e in emitted.Where(e => NeverFails.Contains(e.Kind)))
         {
             if (!runs.TryGetValue(e.RunId, out var r) || r.Status != RunStatus.Failed) continue;
             var holders = ledger.Invocations.Values.Where(i => i.Run == r.Id).OrderBy(i => i.BeginMs).Select(i => i.Pid).ToList();
-            if (r.Error?.Type == "Redflow.AbandonedRun" && holders.Count >= 3 && holders.TakeLast(3).All(dead.Contains))
-                _report.Count("never-failing runs abandoned after the harness killed 3 holders in a row");
+            if (r.Error?.Type == "Redflow.AbandonedRun" && holders.Count >= abandonAfter && holders.TakeLast(abandonAfter).All(dead.Contains))
+                _report.Count($"never-failing runs abandoned after the harness killed {abandonAfter} holders in a row");
             else
                 _report.Violation($"G4: {e.Kind} run {r.Id} of a workflow that never fails failed: {r.Error?.Type}: {r.Error?.Message}");
         }

@@ -46,8 +46,6 @@ internal sealed class QueuePollerActor : ReceiveActor
     private readonly ILoggingAdapter _log = Context.GetLogger();
     private readonly WorkerContext _ctx;
     private readonly string _queue;
-    private readonly IActorRef _renewer;
-    private readonly IActorRef _onFailure;
     private string? _unansweredRequest;
     private readonly Dictionary<string, (string Token, TurnRef Turn)> _runs = new(StringComparer.Ordinal);
     private readonly List<IActorRef> _idle = []; // pooled RunActors holding no run, the last one idle first to go
@@ -58,8 +56,6 @@ internal sealed class QueuePollerActor : ReceiveActor
     {
         _ctx = ctx;
         _queue = queue;
-        _renewer = renewer;
-        _onFailure = onFailure;
         _runActor = Props.Create(() => new RunActor(ctx, renewer, onFailure));
         Receive<ClaimRuns>(OnClaimRuns);
         Receive<Claimed>(OnClaimed);
@@ -161,7 +157,6 @@ internal sealed class QueuePollerActor : ReceiveActor
         }
         if (_runs.TryGetValue(run.Id, out var existing) && existing.Token == run.Token)
             return false; // a repeated claim answer: already running here
-        var deadline = _ctx.LeaseDeadline(run.LeaseDeadlineMs, sentAt, receivedAt);
         IActorRef actor;
         if (_idle.Count > 0)
         {
@@ -173,9 +168,9 @@ internal sealed class QueuePollerActor : ReceiveActor
             actor = Context.ActorOf(_runActor, "run-" + ++_runActors);
             Context.Watch(actor);
         }
-        var turn = new TurnRef(actor, _ctx.NextTurn(), run.Id);
-        actor.Tell(new StartRun(run, definition, deadline, turn));
-        Track(run, turn);
+        var start = Runtime.StartRun.On(actor, _ctx, run, definition, sentAt, receivedAt);
+        actor.Tell(start);
+        Track(run, start.Turn);
         return true;
     }
 

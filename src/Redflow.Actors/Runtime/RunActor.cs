@@ -9,7 +9,12 @@ namespace Redflow.Runtime;
 /// Told to an idle RunActor by its poller: run this leased run's attempt, leased until <paramref name="LocalDeadline"/>,
 /// a local monotonic timestamp (<see cref="WorkerContext.LeaseDeadline"/>); <paramref name="Turn"/> is its address there.
 /// </summary>
-internal sealed record StartRun(ClaimedRun Run, WorkflowDefinition Definition, long LocalDeadline, TurnRef Turn);
+internal sealed record StartRun(ClaimedRun Run, WorkflowDefinition Definition, long LocalDeadline, TurnRef Turn)
+{
+    /// <summary>A new turn on <paramref name="actor"/> for <paramref name="run"/>, claimed by a call sent and answered at these local timestamps.</summary>
+    public static StartRun On(IActorRef actor, WorkerContext ctx, ClaimedRun run, WorkflowDefinition definition, long sentAt, long receivedAt) =>
+        new(run, definition, ctx.LeaseDeadline(run.LeaseDeadlineMs, sentAt, receivedAt), new TurnRef(actor, ctx.NextTurn(), run.Id));
+}
 
 /// <summary>
 /// A message for the run of turn <paramref name="Turn"/> (see <see cref="TurnRef"/>): its RunActor handles it only while
@@ -874,8 +879,7 @@ internal sealed class RunActor : UntypedActor, IWithTimers
         if (written is { Next: [var next] } && next.Queue == _run.Queue && !_ctx.Lifecycle.Draining
             && _ctx.Workflows.TryGetValue(next.Workflow, out var definition))
         {
-            var start = new StartRun(next, definition, _ctx.LeaseDeadline(next.LeaseDeadlineMs, written.SentAt, written.ReceivedAt),
-                new TurnRef(Self, _ctx.NextTurn(), next.Id));
+            var start = StartRun.On(Self, _ctx, next, definition, written.SentAt, written.ReceivedAt);
             Context.Parent.Tell(new RunEnded(_run.Id, _run.Token, [], Pooled: false, ContinuedWith: start));
             Begin(start);
             return;
